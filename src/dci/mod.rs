@@ -1,0 +1,12 @@
+//! The protocol core: canonical JSON, signatures, keys, envelopes and the replay guard.
+//! Nothing here knows about Python.
+
+pub mod canonical;
+pub mod envelope;
+pub mod error;
+pub mod jwk;
+pub mod keys;
+pub mod replay;
+pub mod signature;
+
+pub use error::{Error, Result};

@@ -1,0 +1,358 @@
+//! DCI envelope signatures: producing the `signature` field (PROTOCOL §2) and checking one (§3).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use super::canonical::{self, HeaderForm, JsonView};
+use super::error::{Error, Result};
+use super::jwk::{make_kid, Jwks};
+use super::keys::{Algorithm, SigningKey, VerifyingKey};
+
+/// Default signature lifetime in seconds.
+pub const DEFAULT_LIFETIME: i64 = 300;
+
+/// `base64(sha256(canonical))`, standard alphabet with padding.
+pub fn digest(canonical: &str) -> String {
+    STANDARD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The string that is signed.
+pub fn signing_string(created: i64, expires: i64, digest: &str) -> String {
+    format!("(created): {created}\n(expires): {expires}\ndigest: {digest}")
+}
+
+/// Signs `{"header": header, "message": message}` and returns the `signature` field value.
+pub fn sign<H: JsonView, M: JsonView>(
+    header: &H,
+    message: &M,
+    key: &SigningKey,
+    sender_id: &str,
+    key_id: &str,
+    created: i64,
+    lifetime: i64,
+) -> Result<String> {
+    if lifetime <= 0 {
+        return Err(Error::Signature(format!(
+            "lifetime must be positive, not {lifetime}"
+        )));
+    }
+    let payload = canonical::signing_payload(header, message, HeaderForm::AsReceived)?;
+    sign_payload(
+        &payload,
+        key,
+        sender_id,
+        key_id,
+        created,
+        created + lifetime,
+    )
+}
+
+/// Signs canonical payload text already produced by [`canonical::signing_payload`].
+pub fn sign_payload(
+    payload: &str,
+    key: &SigningKey,
+    sender_id: &str,
+    key_id: &str,
+    created: i64,
+    expires: i64,
+) -> Result<String> {
+    for (what, value) in [("sender_id", sender_id), ("key_id", key_id)] {
+        if value.is_empty() || value.contains(['|', '"', '\n', '\r']) {
+            return Err(Error::Signature(format!(
+                "{what} must be non-empty and contain no '|', '\"' or line breaks"
+            )));
+        }
+    }
+    let alg = key.algorithm();
+    let text = signing_string(created, expires, &digest(payload));
+    let sig = STANDARD.encode(key.sign(text.as_bytes())?);
+    let kid = make_kid(sender_id, key_id, alg);
+    let alg = alg.as_str();
+    Ok(format!(
+        "namespace=\"dci\", kidId=\"{kid}\", algorithm=\"{alg}\", created=\"{created}\", \
+         expires=\"{expires}\", headers=\"(created) (expires) digest\", signature=\"{sig}\""
+    ))
+}
+
+/// The parameters of a `signature` field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureParams {
+    pub kid: Option<String>,
+    pub algorithm: String,
+    pub created: i64,
+    pub expires: i64,
+    pub signature: Vec<u8>,
+}
+
+impl SignatureParams {
+    /// The sender part of the kid (`<sender_id>|<key_id>|<alg>`).
+    pub fn kid_sender(&self) -> Option<&str> {
+        self.kid.as_deref().and_then(|k| k.split('|').next())
+    }
+}
+
+/// Parses the parameter list: `key="value"` pairs in any order, separated by commas.
+/// Lenient on names (`kidId`/`keyId`, namespace `dci`/`spdci`), strict on values.
+pub fn parse_params(field: &str) -> std::result::Result<SignatureParams, String> {
+    let mut kid = None;
+    let mut algorithm = None;
+    let mut created = None;
+    let mut expires = None;
+    let mut signature = None;
+    let mut rest = field.trim();
+    if rest.len() > 16 * 1024 {
+        return Err("signature field is too long".into());
+    }
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=').ok_or("parameter without '='")?;
+        let name = name.trim();
+        let after = after
+            .strip_prefix('"')
+            .ok_or("parameter value is not quoted")?;
+        let (value, after) = after
+            .split_once('"')
+            .ok_or("unterminated parameter value")?;
+        rest = after.trim_start();
+        rest = match rest.strip_prefix(',') {
+            Some(r) => r.trim_start(),
+            None if rest.is_empty() => rest,
+            None => return Err("parameters must be separated by ','".into()),
+        };
+        let slot = match name {
+            "kidId" | "keyId" => &mut kid,
+            "algorithm" => &mut algorithm,
+            "created" => &mut created,
+            "expires" => &mut expires,
+            "signature" => &mut signature,
+            "namespace" => {
+                if value != "dci" && value != "spdci" {
+                    return Err(format!("unknown namespace '{value}'"));
+                }
+                continue;
+            }
+            _ => continue, // `headers` and unknown extensions
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("parameter '{name}' appears twice"));
+        }
+    }
+    let int = |v: Option<&str>, name: &str| -> std::result::Result<i64, String> {
+        let v = v.ok_or_else(|| format!("missing '{name}' parameter"))?;
+        if v.is_empty() || v.len() > 12 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("'{name}' must be Unix seconds"));
+        }
+        v.parse()
+            .map_err(|_| format!("'{name}' must be Unix seconds"))
+    };
+    let created = int(created, "created")?;
+    let expires = int(expires, "expires")?;
+    let algorithm = algorithm.ok_or("missing 'algorithm' parameter")?.to_owned();
+    let sig = signature.ok_or("missing 'signature' parameter")?;
+    let signature = STANDARD
+        .decode(sig)
+        .map_err(|_| "'signature' is not strict base64")?;
+    Ok(SignatureParams {
+        kid: kid.map(str::to_owned),
+        algorithm,
+        created,
+        expires,
+        signature,
+    })
+}
+
+/// The named outcome of a verification (PROTOCOL §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Valid,
+    Invalid,
+    Expired,
+    NotYetValid,
+    LifetimeTooLong,
+    Malformed,
+    UnknownKey,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Valid => "valid",
+            Outcome::Invalid => "invalid",
+            Outcome::Expired => "expired",
+            Outcome::NotYetValid => "not_yet_valid",
+            Outcome::LifetimeTooLong => "lifetime_too_long",
+            Outcome::Malformed => "malformed",
+            Outcome::UnknownKey => "unknown_key",
+        }
+    }
+}
+
+/// Time rules of a verification.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub now: i64,
+    pub max_skew: i64,
+    pub max_lifetime: i64,
+}
+
+impl Policy {
+    pub fn at(now: i64) -> Self {
+        Policy {
+            now,
+            max_skew: 60,
+            max_lifetime: 3600,
+        }
+    }
+}
+
+/// The result of checking one signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub outcome: Outcome,
+    pub kid: Option<String>,
+    pub algorithm: Option<String>,
+    pub created: Option<i64>,
+    pub expires: Option<i64>,
+    /// Why the signature is malformed, when it is.
+    pub detail: Option<String>,
+}
+
+impl Check {
+    pub fn is_valid(&self) -> bool {
+        self.outcome == Outcome::Valid
+    }
+}
+
+/// Where the verification key comes from.
+pub enum Keys<'a> {
+    /// One key: used whatever the kid says.
+    One(&'a VerifyingKey),
+    /// A key set: the key whose kid is the signature's full kid; when the set has exactly one
+    /// key and no kid matches, that key is tried.
+    Set(&'a Jwks),
+}
+
+impl Keys<'_> {
+    fn select(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+        match self {
+            Keys::One(k) => Some(k),
+            Keys::Set(jwks) => kid
+                .and_then(|kid| jwks.get(kid))
+                .or_else(|| {
+                    if jwks.keys.len() == 1 {
+                        jwks.keys.first()
+                    } else {
+                        None
+                    }
+                })
+                .map(|j| &j.key),
+        }
+    }
+}
+
+/// Checks a `signature` field against the header and message as received, then (only if the
+/// signature does not verify) against the header as OpenSPP's schema dumps it. At most three
+/// hashing attempts.
+pub fn check<H: JsonView, M: JsonView>(
+    field: &str,
+    header: &H,
+    message: &M,
+    keys: &Keys<'_>,
+    policy: Policy,
+) -> Result<Check> {
+    let params = match parse_params(field) {
+        Ok(p) => p,
+        Err(detail) => {
+            return Ok(Check {
+                outcome: Outcome::Malformed,
+                kid: None,
+                algorithm: None,
+                created: None,
+                expires: None,
+                detail: Some(detail),
+            })
+        }
+    };
+    let mut result = Check {
+        outcome: Outcome::Invalid,
+        kid: params.kid.clone(),
+        algorithm: Some(params.algorithm.to_ascii_lowercase()),
+        created: Some(params.created),
+        expires: Some(params.expires),
+        detail: None,
+    };
+    let Some(alg) = Algorithm::parse(&params.algorithm) else {
+        result.outcome = Outcome::Malformed;
+        result.detail = Some(format!("unsupported algorithm '{}'", params.algorithm));
+        return Ok(result);
+    };
+    result.outcome = if params.expires < params.created {
+        Outcome::Malformed
+    } else if params.expires - params.created > policy.max_lifetime {
+        Outcome::LifetimeTooLong
+    } else if params.created > policy.now + policy.max_skew {
+        Outcome::NotYetValid
+    } else if policy.now > params.expires {
+        Outcome::Expired
+    } else {
+        match keys.select(params.kid.as_deref()) {
+            None => Outcome::UnknownKey,
+            // The key's own algorithm decides, not the kid's text: a mismatch cannot verify.
+            Some(key) if key.algorithm() != alg => Outcome::Invalid,
+            Some(key) => verify_forms(&params, header, message, key)?,
+        }
+    };
+    Ok(result)
+}
+
+fn verify_forms<H: JsonView, M: JsonView>(
+    params: &SignatureParams,
+    header: &H,
+    message: &M,
+    key: &VerifyingKey,
+) -> Result<Outcome> {
+    let mut tried: Vec<String> = Vec::with_capacity(3);
+    for form in [
+        HeaderForm::AsReceived,
+        HeaderForm::DefaultsKeepNulls,
+        HeaderForm::DefaultsDropNulls,
+    ] {
+        let payload = canonical::signing_payload(header, message, form)?;
+        if tried.contains(&payload) {
+            continue;
+        }
+        let text = signing_string(params.created, params.expires, &digest(&payload));
+        if key.verify(text.as_bytes(), &params.signature) {
+            return Ok(Outcome::Valid);
+        }
+        tried.push(payload);
+    }
+    Ok(Outcome::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse_in_any_order_with_either_kid_name() {
+        let p = parse_params(
+            r#"signature="AAAA", expires="20", keyId="a|b|ed25519", created="10", algorithm="ED25519", namespace="spdci""#,
+        )
+        .unwrap();
+        assert_eq!(p.kid.as_deref(), Some("a|b|ed25519"));
+        assert_eq!((p.created, p.expires), (10, 20));
+        assert_eq!(p.kid_sender(), Some("a"));
+        for bad in [
+            "",
+            "garbage",
+            r#"created="10", expires="20", algorithm="ed25519""#,
+            r#"created="-1", expires="20", algorithm="ed25519", signature="AAAA""#,
+            r#"created="10", expires="20", algorithm="ed25519", signature="AA*A""#,
+            r#"created="10", created="11", expires="20", algorithm="ed25519", signature="AAAA""#,
+            r#"namespace="other", created="10", expires="20", algorithm="ed25519", signature="AAAA""#,
+        ] {
+            assert!(parse_params(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The Python binding: type conversion, error mapping, releasing the GIL. No protocol logic.
+
+mod error;
+mod json;
+mod signing;
+
+/// Native core of `spp_dci_ibr` (import the package, not this module).
+#[pyo3::pymodule]
+mod _native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::signing::{
+        canonical_json, check_signature, jwk_to_pem, pem_to_jwk, sign_envelope, verify_signature,
+        PyJwks, PyReplayGuard, PySignatureCheck, PySigningKey,
+    };
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
