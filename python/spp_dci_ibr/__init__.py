@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import exceptions
 from ._native import (
+    DCIClient,
     JWKS,
     ReplayGuard,
     SignatureCheck,
@@ -23,6 +24,7 @@ from ._native import (
 )
 
 __all__ = [
+    "DCIClient",
     "JWKS",
     "ReplayGuard",
     "SignatureCheck",

@@ -97,6 +97,13 @@ class JWKS:
     @staticmethod
     def from_json(obj: str | bytes | dict[str, Any]) -> JWKS:
         """Parses a JWKS; unusable keys are skipped (see ``skipped``)."""
+    @staticmethod
+    def fetch(url: str, *, allow_http: bool = False, verify_tls: bool = True) -> JWKS:
+        """GET a JWKS (https unless ``allow_http``; ≤ 1 MiB; 10 s; same-host redirects only).
+
+        Raises ``ConfigError`` for a refused URL, ``TransportError``/``DCITimeoutError``,
+        ``HTTPStatusError``, ``ProtocolError`` (too large) or ``KeyFormatError``. Releases the GIL.
+        """
     @property
     def kids(self) -> list[str | None]:
         """Kids of the usable keys."""
@@ -137,3 +144,126 @@ class ReplayGuard:
     def check(self, sender_id: str, message_id: str, expires: int, now: int | None = None) -> bool:
         """True the first time, False for a replay; ``CapacityError`` when full."""
     def __len__(self) -> int: ...
+
+@final
+class DCIClient:
+    """A DCI client for one registry (see the README for every option).
+
+    Signs every request with a fresh message_id, sends it over one pooled keep-alive connection
+    (created on first use, recreated after ``fork()``), verifies signed answers against the
+    registry's keys, and raises ``spp_dci_ibr.exceptions`` errors. Every call releases the GIL.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        sender_id: str,
+        receiver_id: str | None = None,
+        callback_uri: str | None = None,
+        auth: str = "none",
+        bearer_token: str | None = None,
+        token_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scope: str | None = None,
+        credentials_location: str = "body",
+        signing_key: SigningKey | None = None,
+        key_id: str | None = None,
+        unsigned: bool = False,
+        registry_keys: str | dict[str, Any] | JWKS | None = None,
+        registry_jwks_url: str | None = None,
+        allow_insecure_jwks: bool = False,
+        paths: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        verify_tls: bool = True,
+        ca_bundle: str | None = None,
+        max_retries: int = 2,
+        backoff: float = 0.2,
+        max_response_bytes: int = 33554432,
+    ) -> None: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def sender_id(self) -> str: ...
+    @property
+    def receiver_id(self) -> str: ...
+    @property
+    def callback_uri(self) -> str | None: ...
+    def path(self, name: str) -> str:
+        """The path used for a call: search, sync_search, subscribe, unsubscribe, txn_status,
+        sync_txn_status, enrolled, enrollment_updates."""
+    def check_auth(self) -> None:
+        """Fetches (or reuses) the OAuth2 token; raises ``AuthError``/``TransportError``."""
+    def search(
+        self,
+        query_type: str,
+        query: Any,
+        *,
+        reg_type: str = "ns:org:RegistryType:IBR",
+        reg_record_type: str | None = None,
+        page_size: int = 10,
+        page_number: int = 1,
+        transaction_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Sync search; returns the answered item: ``reference_id``, ``status``, ``reason_code``,
+        ``reason_message``, ``records``, ``transaction_id``, ``message_id``.
+
+        A ``rjct`` item raises ``RegistryError``."""
+    def search_by_id(self, id_type: str, id_value: str, **kwargs: Any) -> dict[str, Any]:
+        """``search("idtype-value", {"type": id_type, "value": id_value}, **kwargs)``."""
+    def search_by_expression(self, expression: Any, **kwargs: Any) -> dict[str, Any]:
+        """``search("expression", expression, **kwargs)``."""
+    def search_by_predicate(self, predicates: Any, **kwargs: Any) -> dict[str, Any]:
+        """``search("predicate", predicates, **kwargs)``."""
+    def search_batch(
+        self,
+        queries: list[Any],
+        *,
+        reg_type: str = "ns:org:RegistryType:IBR",
+        page_size: int = 10,
+        transaction_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Many searches in one envelope, answers matched back by ``reference_id``; one item dict
+        per query, status ``succ`` | ``rjct`` | ``pdng`` | ``missing``."""
+    def search_async(
+        self,
+        query_type: str,
+        query: Any,
+        *,
+        reg_type: str = "ns:org:RegistryType:IBR",
+        reg_record_type: str | None = None,
+        page_size: int = 10,
+        page_number: int = 1,
+        transaction_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Async search; returns the ACK dict (``ack_status``, ``transaction_id``,
+        ``correlation_id``, ``reference_ids``, ``message_id``, ``timestamp``)."""
+    def subscribe(self, criteria: Any, *, transaction_id: str | None = None) -> dict[str, Any]:
+        """Subscribes (one criteria dict or a list); returns the ACK dict."""
+    def unsubscribe(
+        self, subscription_codes: list[str], *, transaction_id: str | None = None
+    ) -> dict[str, Any]:
+        """Unsubscribes; returns the ACK dict."""
+    def txn_status(
+        self,
+        transaction_id: str | None = None,
+        *,
+        reference_ids: list[str] | None = None,
+        correlation_id: str | None = None,
+        txn_type: str = "search",
+        sync: bool = False,
+    ) -> dict[str, Any]:
+        """Transaction status: the ACK dict, or with ``sync=True`` the TxnStatusResponse."""
+    def enrolled(
+        self,
+        id_type: str,
+        id_value: str,
+        *,
+        programme_id: str | None = None,
+        response_entity: str | None = None,
+    ) -> dict[str, Any]:
+        """``/registry/sync/enrolled``; returns the message (``enrolled_response`` list)."""
+    def enrollment_updates(self, beneficiaries: list[dict[str, Any]]) -> dict[str, Any]:
+        """``/registry/sync/enrollment/updates``; returns the message dict."""

@@ -58,7 +58,18 @@ class DCITimeoutError(TransportError, TimeoutError):
 
 
 class AuthError(DCIError):
-    """Authentication failed: token endpoint refused the credentials, or 401/403 after renewal."""
+    """Authentication failed: token endpoint refused the credentials, or 401/403 after renewal.
+
+    ``status`` is the HTTP status when there was one; ``code`` the error code the body carried.
+    """
+
+    status: int | None
+    code: str | None
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class HTTPStatusError(DCIError):

@@ -1,11 +1,15 @@
 //! The protocol core: canonical JSON, signatures, keys, envelopes and the replay guard.
 //! Nothing here knows about Python.
 
+pub mod auth;
 pub mod canonical;
+pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod http;
 pub mod jwk;
 pub mod keys;
+pub mod keysource;
 pub mod replay;
 pub mod signature;
 

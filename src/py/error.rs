@@ -26,15 +26,20 @@ where
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         let message = err.to_string();
-        Python::with_gil(|py| {
-            let class = match err {
-                Error::InvalidKey(_) => "KeyFormatError",
-                Error::Json(_) => "CanonicalJSONError",
-                Error::Signature(_) => "SignatureError",
-                Error::Config(_) => "ConfigError",
-                Error::Capacity(_) => "CapacityError",
-            };
-            exception(py, class, (message,))
+        Python::with_gil(|py| match err {
+            Error::InvalidKey(_) => exception(py, "KeyFormatError", (message,)),
+            Error::Json(_) => exception(py, "CanonicalJSONError", (message,)),
+            Error::Signature(_) => exception(py, "SignatureError", (message,)),
+            Error::Config(_) => exception(py, "ConfigError", (message,)),
+            Error::Capacity(_) => exception(py, "CapacityError", (message,)),
+            Error::Transport(_) => exception(py, "TransportError", (message,)),
+            Error::Timeout(_) => exception(py, "DCITimeoutError", (message,)),
+            Error::Auth { status, code, .. } => exception(py, "AuthError", (message, status, code)),
+            Error::HttpStatus { status, code, .. } => {
+                exception(py, "HTTPStatusError", (message, status, code))
+            }
+            Error::Registry { code, .. } => exception(py, "RegistryError", (message, code)),
+            Error::Protocol(_) => exception(py, "ProtocolError", (message,)),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The Python binding: type conversion, error mapping, releasing the GIL. No protocol logic.
 
+mod client;
 mod error;
 mod json;
 mod signing;
@@ -10,6 +11,8 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use super::client::PyDciClient;
+    #[pymodule_export]
     use super::signing::{
         canonical_json, check_signature, jwk_to_pem, pem_to_jwk, sign_envelope, verify_signature,
         PyJwks, PyReplayGuard, PySignatureCheck, PySigningKey,
@@ -17,6 +20,8 @@ mod _native {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        // Rust `log` records go to Python's `logging` (logger names start with `spp_dci_ibr`).
+        let _ = pyo3_log::try_init();
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

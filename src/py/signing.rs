@@ -157,6 +157,14 @@ impl PyJwks {
         })
     }
 
+    /// Fetches a JWKS: GET `url` (https unless `allow_http`; ≤ 1 MiB; 10 s timeout; same-host
+    /// redirects only). Releases the GIL.
+    #[staticmethod]
+    #[pyo3(signature = (url, *, allow_http = false, verify_tls = true))]
+    fn fetch(py: Python<'_>, url: String, allow_http: bool, verify_tls: bool) -> PyResult<Self> {
+        super::client::fetch_jwks(py, url, allow_http, verify_tls)
+    }
+
     /// The kids of the usable keys, in document order.
     #[getter]
     fn kids(&self) -> Vec<Option<String>> {
