@@ -63,9 +63,11 @@ struct CachedToken {
 
 type Slot = Arc<Mutex<Option<CachedToken>>>;
 
-fn cache() -> &'static Mutex<HashMap<(String, String, Option<String>), Slot>> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String, Option<String>), Slot>>> =
-        OnceLock::new();
+/// (token URL, client id, scope).
+type CacheKey = (String, String, Option<String>);
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, Slot>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Slot>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
