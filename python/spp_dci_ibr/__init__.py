@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from . import exceptions
 from ._native import (
+    BeneficiaryInfo,
+    CheckIterator,
     DCIClient,
+    DuplicationResult,
+    IBRService,
+    IdentifierOutcome,
     JWKS,
     ReplayGuard,
     SignatureCheck,
@@ -24,7 +29,12 @@ from ._native import (
 )
 
 __all__ = [
+    "BeneficiaryInfo",
+    "CheckIterator",
     "DCIClient",
+    "DuplicationResult",
+    "IBRService",
+    "IdentifierOutcome",
     "JWKS",
     "ReplayGuard",
     "SignatureCheck",

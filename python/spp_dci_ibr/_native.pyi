@@ -1,5 +1,6 @@
 """Type stubs of the native core (``spp_dci_ibr._native``)."""
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, final
 
 __version__: str
@@ -267,3 +268,115 @@ class DCIClient:
         """``/registry/sync/enrolled``; returns the message (``enrolled_response`` list)."""
     def enrollment_updates(self, beneficiaries: list[dict[str, Any]]) -> dict[str, Any]:
         """``/registry/sync/enrollment/updates``; returns the message dict."""
+
+Identifiers = Iterable[tuple[str, str] | Any]
+
+@final
+class IdentifierOutcome:
+    """One identifier's outcome: status ``records`` | ``no_records`` | ``failed`` | ``pending``."""
+
+    @property
+    def id_type(self) -> str: ...
+    @property
+    def id_value(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def record_count(self) -> int: ...
+    @property
+    def reference_id(self) -> str | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class BeneficiaryInfo:
+    """A beneficiary record: identifier, name, programme enrolments, raw record."""
+
+    @property
+    def identifier(self) -> tuple[str, str] | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def programs(self) -> list[dict[str, Any]]:
+        """One dict per enrolment: programme_id, programme_name, status, enrolment_date, benefits."""
+    @property
+    def is_enrolled(self) -> bool:
+        """An Active or Suspended enrolment."""
+    @property
+    def raw(self) -> dict[str, Any]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class DuplicationResult:
+    """Result of a duplication check (PROTOCOL §7).
+
+    ``state`` is ``"completed"`` or ``"failed"``; ``result`` is ``"no_match"``,
+    ``"possible_match"`` or ``"confirmed_match"``, or None exactly when the check failed (see
+    ``reasons``). An identifier that could not be checked never yields ``"no_match"``.
+    ``bool(result)`` is False for a failed check.
+    """
+
+    @property
+    def key(self) -> Any: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def result(self) -> str | None: ...
+    @property
+    def is_duplicate(self) -> bool:
+        """Confirmed or possible match; False for no match and for failed checks."""
+    @property
+    def matched_programs(self) -> list[str]: ...
+    @property
+    def reasons(self) -> list[str]: ...
+    @property
+    def outcomes(self) -> list[IdentifierOutcome]: ...
+    @property
+    def raw_responses(self) -> list[dict[str, Any]]: ...
+    @property
+    def transaction_id(self) -> str | None: ...
+    @property
+    def beneficiaries(self) -> list[BeneficiaryInfo]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def __bool__(self) -> bool: ...
+
+@final
+class CheckIterator(Iterator[DuplicationResult]):
+    """The iterator returned by ``IBRService.check_many``."""
+
+    def __iter__(self) -> CheckIterator: ...
+    def __next__(self) -> DuplicationResult: ...
+
+@final
+class IBRService:
+    """Duplication checks against an IBR through a ``DCIClient``; calls release the GIL."""
+
+    def __init__(self, client: DCIClient) -> None: ...
+    def check_duplication(self, identifiers: Identifiers) -> DuplicationResult:
+        """Checks one registrant. Registry and transport problems give a failed result, never an
+        exception; wrong Python arguments raise ValueError."""
+    def check_many(
+        self,
+        registrants: Iterable[Any],
+        *,
+        batch_size: int = 100,
+        concurrency: int = 4,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> CheckIterator:
+        """Streams ``(key, identifiers)`` pairs (or ``{"key", "identifiers"}`` dicts, or bare
+        identifier lists keyed by position); yields results in input order with ``.key`` set.
+        ``progress(done, failed)`` is called after each window."""
+    def search_beneficiary(self, id_type: str, id_value: str) -> list[BeneficiaryInfo]:
+        """Records for one identifier; raises the client's errors."""
+    def get_enrollment_status(self, id_type: str, id_value: str) -> dict[str, Any]:
+        """``{"enrolled", "programs", "beneficiary_info"}`` via ``/registry/sync/enrolled`` when
+        offered, search otherwise."""
+    @staticmethod
+    def parse_callback(
+        message: dict[str, Any],
+        *,
+        reference_ids: list[str] | None = None,
+        identifiers: Identifiers | None = None,
+    ) -> DuplicationResult:
+        """Classifies a search answer or ``on-search`` callback message like a sync answer."""

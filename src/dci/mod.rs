@@ -7,6 +7,7 @@ pub mod client;
 pub mod envelope;
 pub mod error;
 pub mod http;
+pub mod ibr;
 pub mod jwk;
 pub mod keys;
 pub mod keysource;

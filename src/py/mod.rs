@@ -2,6 +2,7 @@
 
 mod client;
 mod error;
+mod ibr;
 mod json;
 mod signing;
 
@@ -12,6 +13,10 @@ mod _native {
 
     #[pymodule_export]
     use super::client::PyDciClient;
+    #[pymodule_export]
+    use super::ibr::{
+        PyBeneficiary, PyCheckIterator, PyDuplicationResult, PyIbrService, PyOutcome,
+    };
     #[pymodule_export]
     use super::signing::{
         canonical_json, check_signature, jwk_to_pem, pem_to_jwk, sign_envelope, verify_signature,

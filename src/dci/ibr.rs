@@ -1,0 +1,622 @@
+//! The IBR service (PROTOCOL §7): reads beneficiary records, classifies duplication checks
+//! fail-closed, and runs large batches many identifiers per envelope, several envelopes at once.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::client::{
+    match_items, search_criteria, DciClient, ItemAnswer, ItemStatus, IBR_REG_TYPE,
+};
+use super::error::Error;
+
+/// One identifier of a registrant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identifier {
+    pub id_type: String,
+    pub value: String,
+}
+
+impl Identifier {
+    pub fn new(id_type: impl Into<String>, value: impl Into<String>) -> Self {
+        Identifier {
+            id_type: id_type.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Why this identifier cannot be sent, if it cannot.
+    fn problem(&self) -> Option<String> {
+        let bad = |s: &str| s.trim().is_empty() || s.len() > 256 || s.chars().any(char::is_control);
+        if bad(&self.id_type) {
+            Some("invalid identifier: the type is empty, too long or has control characters".into())
+        } else if bad(&self.value) {
+            Some(
+                "invalid identifier: the value is empty, too long or has control characters".into(),
+            )
+        } else {
+            None
+        }
+    }
+
+    fn criteria(&self) -> Value {
+        search_criteria(
+            "idtype-value",
+            json!({"type": self.id_type, "value": self.value}),
+            IBR_REG_TYPE,
+            None,
+            MAX_RECORDS_PER_IDENTIFIER,
+            1,
+        )
+    }
+}
+
+/// Records asked for per identifier (page size of each search item).
+pub const MAX_RECORDS_PER_IDENTIFIER: u32 = 100;
+
+/// Enrolment status codes of the IBR code directory (cd.ibr.02).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnrolmentStatus {
+    Active,
+    Deceased,
+    Graduated,
+    Suspended,
+    Other(String),
+}
+
+impl EnrolmentStatus {
+    pub fn parse(value: &Value) -> Option<Self> {
+        let text = match value {
+            Value::String(s) => s.trim().to_ascii_lowercase(),
+            Value::Number(n) => n.as_str().to_owned(),
+            _ => return None,
+        };
+        let last = text
+            .rsplit([':', '.', '/'])
+            .next()
+            .unwrap_or(&text)
+            .to_owned();
+        Some(match last.as_str() {
+            "1" | "active" | "enrolled" => EnrolmentStatus::Active,
+            "2" | "deceased" => EnrolmentStatus::Deceased,
+            "3" | "graduated" => EnrolmentStatus::Graduated,
+            "4" | "suspended" => EnrolmentStatus::Suspended,
+            "" => return None,
+            _ => EnrolmentStatus::Other(last),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            EnrolmentStatus::Active => "active",
+            EnrolmentStatus::Deceased => "deceased",
+            EnrolmentStatus::Graduated => "graduated",
+            EnrolmentStatus::Suspended => "suspended",
+            EnrolmentStatus::Other(s) => s,
+        }
+    }
+
+    /// Active or Suspended: the person still holds the enrolment.
+    pub fn is_current(&self) -> bool {
+        matches!(self, EnrolmentStatus::Active | EnrolmentStatus::Suspended)
+    }
+}
+
+/// One programme enrolment read from a record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enrolment {
+    pub programme_id: Option<String>,
+    pub programme_name: Option<String>,
+    pub status: Option<EnrolmentStatus>,
+    pub enrolment_date: Option<String>,
+    pub benefits: Value,
+}
+
+impl Enrolment {
+    /// The name shown in `matched_programs`: the programme name, else its identifier.
+    pub fn label(&self) -> Option<&str> {
+        self.programme_name
+            .as_deref()
+            .or(self.programme_id.as_deref())
+    }
+}
+
+/// A beneficiary record as read from an answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Beneficiary {
+    pub identifier: Option<Identifier>,
+    pub name: Option<String>,
+    pub enrolments: Vec<Enrolment>,
+    pub raw: Value,
+}
+
+fn first_str<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn scalar_text(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| match v.get(*k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(Value::Number(n)) => Some(n.as_str().to_owned()),
+        _ => None,
+    })
+}
+
+fn read_enrolment(entry: &Value) -> Enrolment {
+    // `programme` (spec), `program` (variant), or the programme fields on the entry itself.
+    let programme = ["programme", "program"]
+        .iter()
+        .find_map(|k| entry.get(*k).filter(|v| v.is_object()))
+        .unwrap_or(entry);
+    let status = ["enrolment_status", "enrollment_status", "status"]
+        .iter()
+        .find_map(|k| entry.get(*k).and_then(EnrolmentStatus::parse));
+    Enrolment {
+        programme_id: scalar_text(
+            programme,
+            &[
+                "programme_identifier",
+                "program_identifier",
+                "programme_id",
+                "id",
+            ],
+        ),
+        programme_name: scalar_text(programme, &["programme_name", "program_name", "name"]),
+        status,
+        enrolment_date: scalar_text(entry, &["enrolment_date", "enrollment_date"]),
+        benefits: entry.get("benefits").cloned().unwrap_or(Value::Null),
+    }
+}
+
+impl Beneficiary {
+    /// Reads one record (spec shape `member.programme_identifier`, object or list, and variants).
+    pub fn from_record(record: &Value) -> Self {
+        let member = record
+            .get("member")
+            .filter(|m| m.is_object())
+            .unwrap_or(record);
+        let person = member
+            .get("demographic_info")
+            .map(|d| d.get("person").unwrap_or(d))
+            .unwrap_or(member);
+        let identifier = match (
+            first_str(person, &["identifier_type"]),
+            scalar_text(person, &["identifier_value"]),
+        ) {
+            (Some(t), Some(v)) => Some(Identifier::new(t, v)),
+            _ => None,
+        };
+        let name = person.get("name").map(|n| match n {
+            Value::String(s) => s.trim().to_owned(),
+            _ => {
+                let parts = [
+                    "first_name",
+                    "given_name",
+                    "second_name",
+                    "middle_name",
+                    "surname",
+                    "family_name",
+                ];
+                parts
+                    .iter()
+                    .filter_map(|k| first_str(n, &[k]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        });
+        let entries = [
+            "programme_identifier",
+            "program_identifier",
+            "enrolments",
+            "enrollments",
+        ]
+        .iter()
+        .find_map(|k| member.get(*k).or_else(|| record.get(*k)));
+        let enrolments = match entries {
+            Some(Value::Array(list)) => list.iter().map(read_enrolment).collect(),
+            Some(v @ Value::Object(_)) => vec![read_enrolment(v)],
+            _ => vec![],
+        };
+        Beneficiary {
+            identifier,
+            name: name.filter(|n| !n.is_empty()),
+            enrolments,
+            raw: record.clone(),
+        }
+    }
+
+    pub fn is_currently_enrolled(&self) -> bool {
+        self.enrolments
+            .iter()
+            .any(|e| e.status.as_ref().is_some_and(EnrolmentStatus::is_current))
+    }
+}
+
+/// What happened to one identifier of a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeStatus {
+    Records,
+    NoRecords,
+    Failed,
+    Pending,
+}
+
+impl OutcomeStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutcomeStatus::Records => "records",
+            OutcomeStatus::NoRecords => "no_records",
+            OutcomeStatus::Failed => "failed",
+            OutcomeStatus::Pending => "pending",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IdentifierOutcome {
+    pub identifier: Identifier,
+    pub status: OutcomeStatus,
+    pub reason: Option<String>,
+    pub beneficiaries: Vec<Beneficiary>,
+    pub reference_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Classification {
+    NoMatch,
+    PossibleMatch,
+    ConfirmedMatch,
+}
+
+impl Classification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Classification::NoMatch => "no_match",
+            Classification::PossibleMatch => "possible_match",
+            Classification::ConfirmedMatch => "confirmed_match",
+        }
+    }
+}
+
+/// The result of one duplication check. `result` is `None` exactly when the check failed:
+/// an identifier that could not be checked never yields `no_match` (PROTOCOL §7).
+#[derive(Clone, Debug)]
+pub struct DuplicationResult {
+    pub result: Option<Classification>,
+    pub matched_programs: Vec<String>,
+    pub outcomes: Vec<IdentifierOutcome>,
+    pub reasons: Vec<String>,
+    pub raw_responses: Vec<Value>,
+    pub transaction_ids: Vec<String>,
+}
+
+impl DuplicationResult {
+    pub fn failed(&self) -> bool {
+        self.result.is_none()
+    }
+
+    /// Records were found (confirmed or possible match).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(
+            self.result,
+            Some(Classification::ConfirmedMatch | Classification::PossibleMatch)
+        )
+    }
+
+    /// Classifies outcomes (PROTOCOL §7).
+    pub fn classify(
+        outcomes: Vec<IdentifierOutcome>,
+        raw_responses: Vec<Value>,
+        transaction_ids: Vec<String>,
+    ) -> Self {
+        let mut reasons = Vec::new();
+        let mut programs = BTreeSet::new();
+        let mut any_records = false;
+        let mut confirmed = false;
+        let mut any_unchecked = false;
+        for o in &outcomes {
+            match o.status {
+                OutcomeStatus::Records => {
+                    any_records = true;
+                    for b in &o.beneficiaries {
+                        confirmed |= b.is_currently_enrolled();
+                        programs.extend(
+                            b.enrolments
+                                .iter()
+                                .filter_map(|e| e.label().map(str::to_owned)),
+                        );
+                    }
+                }
+                OutcomeStatus::NoRecords => {}
+                OutcomeStatus::Failed | OutcomeStatus::Pending => {
+                    any_unchecked = true;
+                    reasons.push(format!(
+                        "{} {}: {}",
+                        o.identifier.id_type,
+                        o.identifier.value,
+                        o.reason.as_deref().unwrap_or(o.status.as_str())
+                    ));
+                }
+            }
+        }
+        let result = if outcomes.is_empty() {
+            reasons.push("no identifiers to check".into());
+            None
+        } else if confirmed {
+            Some(Classification::ConfirmedMatch)
+        } else if any_records {
+            Some(Classification::PossibleMatch)
+        } else if any_unchecked {
+            None
+        } else {
+            Some(Classification::NoMatch)
+        };
+        DuplicationResult {
+            result,
+            matched_programs: programs.into_iter().collect(),
+            outcomes,
+            reasons,
+            raw_responses,
+            transaction_ids,
+        }
+    }
+}
+
+/// The outcome of one identifier from its answered search item.
+pub fn outcome_of(identifier: Identifier, item: &ItemAnswer) -> IdentifierOutcome {
+    let (status, reason) = match item.status {
+        ItemStatus::Succ if item.records.is_empty() => (OutcomeStatus::NoRecords, None),
+        ItemStatus::Succ => (OutcomeStatus::Records, None),
+        ItemStatus::Rjct => (
+            OutcomeStatus::Failed,
+            Some(format!(
+                "rejected by the registry ({})",
+                item.reason_code
+                    .as_deref()
+                    .or(item.reason_message.as_deref())
+                    .unwrap_or("rjct")
+            )),
+        ),
+        ItemStatus::Pending => (
+            OutcomeStatus::Pending,
+            Some("the registry has not answered yet (pending)".into()),
+        ),
+        ItemStatus::Missing => (
+            OutcomeStatus::Failed,
+            Some("the answer has no item for this identifier".into()),
+        ),
+    };
+    IdentifierOutcome {
+        identifier,
+        status,
+        reason,
+        beneficiaries: item.records.iter().map(Beneficiary::from_record).collect(),
+        reference_id: Some(item.reference_id.clone()),
+    }
+}
+
+fn failed_outcome(identifier: Identifier, reason: String) -> IdentifierOutcome {
+    IdentifierOutcome {
+        identifier,
+        status: OutcomeStatus::Failed,
+        reason: Some(reason),
+        beneficiaries: vec![],
+        reference_id: None,
+    }
+}
+
+/// Checks many registrants: identifiers packed `batch_size` per envelope, up to `concurrency`
+/// envelopes in flight, results in input order. Blocks; call without the GIL.
+pub fn check_registrants(
+    client: &DciClient,
+    registrants: &[Vec<Identifier>],
+    batch_size: usize,
+    concurrency: usize,
+) -> Vec<DuplicationResult> {
+    // Flatten valid identifiers: (registrant index, identifier).
+    let mut outcomes: Vec<Vec<Option<IdentifierOutcome>>> = registrants
+        .iter()
+        .map(|ids| vec![None; ids.len()])
+        .collect();
+    let mut work: Vec<(usize, usize, Identifier)> = Vec::new();
+    for (r, ids) in registrants.iter().enumerate() {
+        for (i, id) in ids.iter().enumerate() {
+            match id.problem() {
+                Some(p) => outcomes[r][i] = Some(failed_outcome(id.clone(), p)),
+                None => work.push((r, i, id.clone())),
+            }
+        }
+    }
+    let chunks: Vec<&[(usize, usize, Identifier)]> = work.chunks(batch_size.max(1)).collect();
+    let next = AtomicUsize::new(0);
+    type Done = Vec<(usize, usize, IdentifierOutcome, Option<(String, Value)>)>;
+    let done: Mutex<Done> = Mutex::new(Vec::with_capacity(work.len()));
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.clamp(1, 64).min(chunks.len().max(1)) {
+            s.spawn(|| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(c) else { break };
+                let criteria = chunk.iter().map(|(_, _, id)| id.criteria()).collect();
+                let mut local = Vec::with_capacity(chunk.len());
+                match client.search_batch(criteria, None) {
+                    Ok((sent, items)) => {
+                        for ((r, i, id), item) in chunk.iter().zip(items.iter()) {
+                            let raw = Some((sent.transaction_id.clone(), item.raw.clone()));
+                            local.push((*r, *i, outcome_of(id.clone(), item), raw));
+                        }
+                    }
+                    Err(e) => {
+                        let reason = reason_of(&e);
+                        for (r, i, id) in chunk.iter() {
+                            local.push((*r, *i, failed_outcome(id.clone(), reason.clone()), None));
+                        }
+                    }
+                }
+                done.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
+            });
+        }
+    });
+    let mut raws: Vec<Vec<Value>> = vec![Vec::new(); registrants.len()];
+    let mut txns: Vec<BTreeSet<String>> = vec![BTreeSet::new(); registrants.len()];
+    for (r, i, outcome, raw) in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        outcomes[r][i] = Some(outcome);
+        if let Some((txn, raw)) = raw {
+            raws[r].push(raw);
+            txns[r].insert(txn);
+        }
+    }
+    outcomes
+        .into_iter()
+        .zip(raws)
+        .zip(txns)
+        .map(|((o, raw), txn)| {
+            let o = o
+                .into_iter()
+                .map(|x| x.expect("every identifier gets an outcome"))
+                .collect();
+            DuplicationResult::classify(o, raw, txn.into_iter().collect())
+        })
+        .collect()
+}
+
+/// A failure reason: the error kind and its message (never secrets: errors carry none).
+pub fn reason_of(e: &Error) -> String {
+    format!("{}: {}", e.kind(), e)
+}
+
+/// Classifies a search answer message (sync answer or `on-search` callback).
+pub fn classify_message(
+    message: &Value,
+    reference_ids: &[String],
+    identifiers: &[Identifier],
+) -> DuplicationResult {
+    let answered = message.get("search_response");
+    let refs: Vec<String> = if reference_ids.is_empty() {
+        match answered {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    it.get("reference_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("#{i}"))
+                })
+                .collect(),
+            Some(Value::Object(_)) => vec![answered
+                .and_then(|a| a.get("reference_id"))
+                .and_then(Value::as_str)
+                .unwrap_or("#0")
+                .to_owned()],
+            _ => vec![],
+        }
+    } else {
+        reference_ids.to_vec()
+    };
+    let items = match_items(&refs, answered);
+    let outcomes = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let id = identifiers
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| Identifier::new("reference_id", item.reference_id.clone()));
+            outcome_of(id, item)
+        })
+        .collect();
+    let txn = message
+        .get("transaction_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    DuplicationResult::classify(outcomes, vec![message.clone()], txn.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(status: ItemStatus, records: Vec<Value>) -> ItemAnswer {
+        ItemAnswer {
+            reference_id: "r".into(),
+            status,
+            reason_code: Some("rjct.x".into()),
+            reason_message: None,
+            records,
+            raw: Value::Null,
+        }
+    }
+
+    fn record(status: Value, name: &str) -> Value {
+        json!({"member": {"demographic_info": {"person": {"identifier_type": "UIN", "identifier_value": "1", "name": {"first_name": "Zoë", "surname": "Ōkubo"}}},
+               "programme_identifier": [{"programme": {"programme_identifier": "P1", "programme_name": name}, "enrollment_status": status}]}})
+    }
+
+    fn check(items: Vec<ItemAnswer>) -> DuplicationResult {
+        let outcomes = items
+            .iter()
+            .map(|i| outcome_of(Identifier::new("UIN", "1"), i))
+            .collect();
+        DuplicationResult::classify(outcomes, vec![], vec![])
+    }
+
+    #[test]
+    fn classification_follows_protocol_section_7() {
+        assert_eq!(
+            check(vec![item(ItemStatus::Succ, vec![])]).result,
+            Some(Classification::NoMatch)
+        );
+        let active = check(vec![item(
+            ItemStatus::Succ,
+            vec![record(json!("Active"), "Cash")],
+        )]);
+        assert_eq!(active.result, Some(Classification::ConfirmedMatch));
+        assert_eq!(active.matched_programs, vec!["Cash"]);
+        let suspended_code = check(vec![item(ItemStatus::Succ, vec![record(json!(4), "B")])]);
+        assert_eq!(suspended_code.result, Some(Classification::ConfirmedMatch));
+        let graduated = check(vec![item(
+            ItemStatus::Succ,
+            vec![record(json!("3"), "Cash")],
+        )]);
+        assert_eq!(graduated.result, Some(Classification::PossibleMatch));
+        assert!(graduated.is_duplicate());
+        // Fail closed: a failure next to "nothing found" is not no_match.
+        let partly = check(vec![
+            item(ItemStatus::Succ, vec![]),
+            item(ItemStatus::Rjct, vec![]),
+        ]);
+        assert_eq!(partly.result, None);
+        assert!(partly.reasons[0].contains("rjct.x"), "{:?}", partly.reasons);
+        assert_eq!(check(vec![item(ItemStatus::Missing, vec![])]).result, None);
+        assert_eq!(check(vec![item(ItemStatus::Pending, vec![])]).result, None);
+        // A match found next to a failure is still a match.
+        let found = check(vec![
+            item(ItemStatus::Rjct, vec![]),
+            item(ItemStatus::Succ, vec![record(json!("Active"), "C")]),
+        ]);
+        assert_eq!(found.result, Some(Classification::ConfirmedMatch));
+        assert_eq!(
+            DuplicationResult::classify(vec![], vec![], vec![]).result,
+            None
+        );
+    }
+
+    #[test]
+    fn records_are_read_in_their_variants() {
+        let b = Beneficiary::from_record(&record(json!("Active"), "Cash"));
+        assert_eq!(b.name.as_deref(), Some("Zoë Ōkubo"));
+        assert_eq!(b.identifier, Some(Identifier::new("UIN", "1")));
+        assert_eq!(b.enrolments[0].status, Some(EnrolmentStatus::Active));
+        let single = json!({"member": {"programme_identifier": {"program": {"program_identifier": "X"}, "enrolment_status": "Graduated"}}});
+        let b = Beneficiary::from_record(&single);
+        assert_eq!(b.enrolments[0].label(), Some("X"));
+        assert_eq!(b.enrolments[0].status, Some(EnrolmentStatus::Graduated));
+        assert!(!b.is_currently_enrolled());
+        assert!(Identifier::new("UIN", " ").problem().is_some());
+    }
+}
