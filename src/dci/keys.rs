@@ -261,11 +261,17 @@ impl SigningKey {
     /// PKCS#8 PEM of the private key (the caller is responsible for where it goes).
     pub fn private_pem(&self) -> Result<Zeroizing<String>> {
         let der: Zeroizing<Vec<u8>> = match self {
+            // PKCS#8 v1 (RFC 8410) without the embedded public key: the form OpenSSL 3.0 and
+            // `cryptography` read.
             SigningKey::Ed25519(k) => Zeroizing::new(
-                k.to_pkcs8_der()
-                    .map_err(|_| invalid("Ed25519 key cannot be encoded"))?
-                    .as_bytes()
-                    .to_vec(),
+                ed25519_dalek::pkcs8::KeypairBytes {
+                    secret_key: k.to_bytes(),
+                    public_key: None,
+                }
+                .to_pkcs8_der()
+                .map_err(|_| invalid("Ed25519 key cannot be encoded"))?
+                .as_bytes()
+                .to_vec(),
             ),
             SigningKey::Rsa(k) => k.pkcs8.clone(),
         };

@@ -9,6 +9,9 @@ use super::error::{Error, Result};
 use super::jwk::{make_kid, Jwks};
 use super::keys::{Algorithm, SigningKey, VerifyingKey};
 
+/// Largest `created`/`expires` accepted (12 digits, as the verifier reads them).
+pub const MAX_TIMESTAMP: i64 = 999_999_999_999;
+
 /// Default signature lifetime in seconds.
 pub const DEFAULT_LIFETIME: i64 = 300;
 
@@ -57,6 +60,11 @@ pub fn sign_payload(
     created: i64,
     expires: i64,
 ) -> Result<String> {
+    if !(0..=MAX_TIMESTAMP).contains(&created) || !(created..=MAX_TIMESTAMP).contains(&expires) {
+        return Err(Error::Signature(format!(
+            "created and expires must be Unix seconds between 0 and {MAX_TIMESTAMP}, expires not before created"
+        )));
+    }
     for (what, value) in [("sender_id", sender_id), ("key_id", key_id)] {
         if value.is_empty() || value.contains(['|', '"', '\n', '\r']) {
             return Err(Error::Signature(format!(
@@ -286,8 +294,14 @@ pub fn check<H: JsonView, M: JsonView>(
         result.detail = Some(format!("unsupported algorithm '{}'", params.algorithm));
         return Ok(result);
     };
+    let kid_sender = params.kid_sender().map(str::to_owned);
     result.outcome = if params.expires < params.created {
+        result.detail = Some("'expires' is before 'created'".into());
         Outcome::Malformed
+    } else if kid_sender.is_some() && kid_sender != header_sender(header)? {
+        // PROTOCOL §3: the kid's sender part must be the header's sender_id.
+        result.detail = Some("the kid's sender part is not the header's sender_id".into());
+        Outcome::Invalid
     } else if params.expires - params.created > policy.max_lifetime {
         Outcome::LifetimeTooLong
     } else if params.created > policy.now + policy.max_skew {
@@ -303,6 +317,22 @@ pub fn check<H: JsonView, M: JsonView>(
         }
     };
     Ok(result)
+}
+
+/// `header.sender_id` when the header is an object with a string `sender_id`.
+fn header_sender<H: JsonView>(header: &H) -> Result<Option<String>> {
+    use super::canonical::View;
+    let View::Object(entries) = header.view()? else {
+        return Ok(None);
+    };
+    for (key, value) in entries {
+        if key.as_ref() == "sender_id" {
+            if let View::Str(s) = value.view()? {
+                return Ok(Some(s.as_ref().to_owned()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn verify_forms<H: JsonView, M: JsonView>(

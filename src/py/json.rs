@@ -44,7 +44,19 @@ impl<'py> JsonView for PyJson<'py> {
         if let Ok(i) = o.downcast::<PyInt>() {
             return Ok(match i.extract::<i64>() {
                 Ok(v) => View::Int(v),
-                Err(_) => View::BigInt(i.str().map_err(|_| type_error(o))?.to_string()),
+                // `int.__repr__` itself: a subclass's `__str__`/`__repr__` must not reach the
+                // signed text (json.dumps does the same).
+                Err(_) => View::BigInt(
+                    o.py()
+                        .get_type::<PyInt>()
+                        .call_method1("__repr__", (i,))
+                        .and_then(|r| r.extract::<String>())
+                        .map_err(|_| {
+                            Error::Json(
+                                "integer too large to write (sys.set_int_max_str_digits)".into(),
+                            )
+                        })?,
+                ),
             });
         }
         if let Ok(f) = o.downcast::<PyFloat>() {

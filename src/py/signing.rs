@@ -328,15 +328,15 @@ pub fn sign_envelope(
         canonical::HeaderForm::AsReceived,
     )?;
     let created = created.unwrap_or_else(now_unix);
+    let expires = created.checked_add(lifetime).unwrap_or(i64::MAX);
+    if !(0..=signature::MAX_TIMESTAMP).contains(&created) || expires > signature::MAX_TIMESTAMP {
+        return Err(PyValueError::new_err(format!(
+            "created and created + lifetime must be Unix seconds between 0 and {}",
+            signature::MAX_TIMESTAMP
+        )));
+    }
     Ok(py.allow_threads(|| {
-        signature::sign_payload(
-            &payload,
-            &key,
-            sender_id,
-            key_id,
-            created,
-            created + lifetime,
-        )
+        signature::sign_payload(&payload, &key, sender_id, key_id, created, expires)
     })?)
 }
 
