@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from . import exceptions
 from ._native import (
+    JWKS,
     BeneficiaryInfo,
     CheckIterator,
     DCIClient,
     DuplicationResult,
     IBRService,
     IdentifierOutcome,
-    JWKS,
     ReplayGuard,
     SignatureCheck,
     SigningKey,
@@ -29,13 +29,13 @@ from ._native import (
 )
 
 __all__ = [
+    "JWKS",
     "BeneficiaryInfo",
     "CheckIterator",
     "DCIClient",
     "DuplicationResult",
     "IBRService",
     "IdentifierOutcome",
-    "JWKS",
     "ReplayGuard",
     "SignatureCheck",
     "SigningKey",

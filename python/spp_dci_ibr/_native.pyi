@@ -5,10 +5,10 @@ from typing import Any, final
 
 __version__: str
 
-JSON = Any
-PublicKey = str | bytes | dict[str, Any] | JWKS
+_JSON = Any
+_PublicKey = str | bytes | dict[str, Any] | "JWKS"
 
-def canonical_json(value: JSON) -> str:
+def canonical_json(value: _JSON) -> str:
     """Exactly ``json.dumps(value, sort_keys=True, separators=(",", ":"))``.
 
     Raises ``CanonicalJSONError`` (a ``TypeError``) for non-string keys, unsupported types or
@@ -37,7 +37,7 @@ def check_signature(
     signature: str,
     header: dict[str, Any],
     message: dict[str, Any],
-    public_key: PublicKey,
+    public_key: _PublicKey,
     *,
     now: int | None = None,
     max_skew: int = 60,
@@ -52,7 +52,7 @@ def verify_signature(
     signature: str,
     header: dict[str, Any],
     message: dict[str, Any],
-    public_key: PublicKey,
+    public_key: _PublicKey,
     *,
     now: int | None = None,
     max_skew: int = 60,
@@ -141,7 +141,7 @@ class SignatureCheck:
 class ReplayGuard:
     """Remembers ``(sender_id, message_id)`` until expiry; bounded; thread-safe."""
 
-    def __init__(self, max_entries: int = 100_000) -> None: ...
+    def __new__(cls, max_entries: int = 100_000) -> ReplayGuard: ...
     def check(self, sender_id: str, message_id: str, expires: int, now: int | None = None) -> bool:
         """True the first time, False for a replay; ``CapacityError`` when full."""
     def __len__(self) -> int: ...
@@ -155,8 +155,8 @@ class DCIClient:
     registry's keys, and raises ``spp_dci_ibr.exceptions`` errors. Every call releases the GIL.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         base_url: str,
         sender_id: str,
@@ -183,7 +183,7 @@ class DCIClient:
         max_retries: int = 2,
         backoff: float = 0.2,
         max_response_bytes: int = 33554432,
-    ) -> None: ...
+    ) -> DCIClient: ...
     @property
     def base_url(self) -> str: ...
     @property
@@ -269,7 +269,7 @@ class DCIClient:
     def enrollment_updates(self, beneficiaries: list[dict[str, Any]]) -> dict[str, Any]:
         """``/registry/sync/enrollment/updates``; returns the message dict."""
 
-Identifiers = Iterable[tuple[str, str] | Any]
+_Identifiers = Iterable[tuple[str, str] | Any]
 
 @final
 class IdentifierOutcome:
@@ -352,8 +352,8 @@ class CheckIterator(Iterator[DuplicationResult]):
 class IBRService:
     """Duplication checks against an IBR through a ``DCIClient``; calls release the GIL."""
 
-    def __init__(self, client: DCIClient) -> None: ...
-    def check_duplication(self, identifiers: Identifiers) -> DuplicationResult:
+    def __new__(cls, client: DCIClient) -> IBRService: ...
+    def check_duplication(self, identifiers: _Identifiers) -> DuplicationResult:
         """Checks one registrant. Registry and transport problems give a failed result, never an
         exception; wrong Python arguments raise ValueError."""
     def check_many(
@@ -377,6 +377,6 @@ class IBRService:
         message: dict[str, Any],
         *,
         reference_ids: list[str] | None = None,
-        identifiers: Identifiers | None = None,
+        identifiers: _Identifiers | None = None,
     ) -> DuplicationResult:
         """Classifies a search answer or ``on-search`` callback message like a sync answer."""

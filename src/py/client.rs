@@ -13,7 +13,6 @@ use super::signing::{PyJwks, PySigningKey};
 use crate::dci::auth::{Auth, CredentialLocation, OAuth2};
 use crate::dci::client::{
     search_criteria, Ack, Answer, ClientConfig, DciClient, ItemAnswer, Reply, Retry, Sent, Signing,
-    DEFAULT_MAX_RESPONSE, IBR_REG_TYPE,
 };
 use crate::dci::http::{HttpSettings, Secret};
 use crate::dci::keys::VerifyingKey;
@@ -46,7 +45,7 @@ impl PyDciClient {
         credentials_location = "body", signing_key = None, key_id = None, unsigned = false,
         registry_keys = None, registry_jwks_url = None, allow_insecure_jwks = false, paths = None,
         timeout = 30.0, connect_timeout = 10.0, verify_tls = true, ca_bundle = None,
-        max_retries = 2, backoff = 0.2, max_response_bytes = DEFAULT_MAX_RESPONSE
+        max_retries = 2, backoff = 0.2, max_response_bytes = 33554432
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -228,7 +227,7 @@ impl PyDciClient {
     }
 
     /// Sync search; returns the verified response `message` dict.
-    #[pyo3(signature = (query_type, query, *, reg_type = IBR_REG_TYPE, reg_record_type = None, page_size = 10, page_number = 1, transaction_id = None))]
+    #[pyo3(signature = (query_type, query, *, reg_type = "ns:org:RegistryType:IBR", reg_record_type = None, page_size = 10, page_number = 1, transaction_id = None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -307,7 +306,7 @@ impl PyDciClient {
     /// full search-criteria dicts; returns one item dict per query, in order, matched by
     /// `reference_id`: `reference_id`, `status` (succ | rjct | pdng | missing),
     /// `reason_code`, `reason_message`, `records`.
-    #[pyo3(signature = (queries, *, reg_type = IBR_REG_TYPE, page_size = 10, transaction_id = None))]
+    #[pyo3(signature = (queries, *, reg_type = "ns:org:RegistryType:IBR", page_size = 10, transaction_id = None))]
     fn search_batch<'py>(
         &self,
         py: Python<'py>,
@@ -331,7 +330,7 @@ impl PyDciClient {
 
     /// Async search: returns the ACK dict (`ack_status`, `transaction_id`, `correlation_id`,
     /// `reference_ids`, `message_id`, `timestamp`); results arrive at our `on-search` callback.
-    #[pyo3(signature = (query_type, query, *, reg_type = IBR_REG_TYPE, reg_record_type = None, page_size = 10, page_number = 1, transaction_id = None))]
+    #[pyo3(signature = (query_type, query, *, reg_type = "ns:org:RegistryType:IBR", reg_record_type = None, page_size = 10, page_number = 1, transaction_id = None))]
     #[allow(clippy::too_many_arguments)]
     fn search_async<'py>(
         &self,
