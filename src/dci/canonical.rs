@@ -35,9 +35,14 @@ pub const MAX_DEPTH: usize = 512;
 
 /// Canonical JSON text of one value.
 pub fn to_string<V: JsonView>(value: &V) -> Result<String> {
-    let mut out = String::with_capacity(256);
+    let mut out = String::with_capacity(4096);
     write_value(value, &mut out, 0)?;
     Ok(out)
+}
+
+/// Appends the canonical JSON text of one value to `out` (lets a caller reuse its buffer).
+pub fn write<V: JsonView>(value: &V, out: &mut String) -> Result<()> {
+    write_value(value, out, 0)
 }
 
 /// How the header is rewritten for the second and third verification attempts (PROTOCOL §3):
@@ -59,7 +64,7 @@ pub fn signing_payload<H: JsonView, M: JsonView>(
     message: &M,
     form: HeaderForm,
 ) -> Result<String> {
-    let mut out = String::with_capacity(1024);
+    let mut out = String::with_capacity(4096);
     out.push_str("{\"header\":");
     match form {
         HeaderForm::AsReceived => write_value(header, &mut out, 1)?,
@@ -161,16 +166,16 @@ pub fn write_str(s: &str, out: &mut String) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+    let mut i = 0;
+    while i < bytes.len() {
+        if !NEEDS_ESCAPE[bytes[i] as usize] {
+            i += 1;
             continue;
-        }
-        if b >= 0x80 && (b & 0xC0) == 0x80 {
-            continue; // continuation byte of a character handled at its lead byte
         }
         out.push_str(&s[start..i]);
         let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
-        start = i + ch.len_utf8();
+        i += ch.len_utf8();
+        start = i;
         let mut push_u = |unit: u32| {
             out.push_str("\\u");
             for shift in [12, 8, 4, 0] {
@@ -197,6 +202,18 @@ pub fn write_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Bytes that start an escape: controls, `"`, `\\`, DEL and every non-ASCII lead byte.
+/// (UTF-8 continuation bytes are consumed with their lead byte.)
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b >= 0x7f;
+        b += 1;
+    }
+    t
+};
+
 /// A float as Python's `repr` (and so `json.dumps`) writes it: shortest round-trip digits,
 /// exponent form when the decimal exponent is below -4 or above 15, at least one fractional digit.
 pub fn write_float(f: f64, out: &mut String) {
@@ -212,11 +229,19 @@ pub fn write_float(f: f64, out: &mut String) {
         out.push_str(if f.is_sign_negative() { "-0.0" } else { "0.0" });
         return;
     }
-    // `{:e}` gives the shortest round-trip digits: "d[.ddd]e<exp>".
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    // `{:e}` gives the shortest round-trip digits: "d[.ddd]e<exp>". Formatted on the stack.
+    let mut buf = StackBuf::default();
+    let _ = write!(buf, "{:e}", f.abs());
+    let sci = buf.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digit_buf = [0u8; 24];
+    let mut n = 0;
+    for b in mantissa.bytes().filter(|b| *b != b'.') {
+        digit_buf[n] = b;
+        n += 1;
+    }
+    let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("0");
     let ndigits = digits.len() as i32;
     let decpt = exp + 1; // value = 0.d1d2... x 10^decpt
     if f < 0.0 {
@@ -234,9 +259,9 @@ pub fn write_float(f: f64, out: &mut String) {
         for _ in 0..-decpt {
             out.push('0');
         }
-        out.push_str(&digits);
+        out.push_str(digits);
     } else if decpt >= ndigits {
-        out.push_str(&digits);
+        out.push_str(digits);
         for _ in 0..decpt - ndigits {
             out.push('0');
         }
@@ -245,6 +270,39 @@ pub fn write_float(f: f64, out: &mut String) {
         out.push_str(&digits[..decpt as usize]);
         out.push('.');
         out.push_str(&digits[decpt as usize..]);
+    }
+}
+
+/// A small stack buffer for float formatting (no allocation on the hot path).
+struct StackBuf {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackBuf {
+    fn default() -> Self {
+        StackBuf {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl StackBuf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
+    }
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 

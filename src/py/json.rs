@@ -1,16 +1,35 @@
 //! Python objects as JSON: a [`JsonView`] over live Python objects (no intermediate tree), and
 //! conversions between Python objects and `serde_json::Value` at the edges.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 use serde_json::Value;
 
 use crate::dci::canonical::{self, JsonView, View};
 use crate::dci::{Error, Result};
 
-/// A Python object walked as JSON, the way `json.dumps` walks it.
-pub struct PyJson<'py>(pub Bound<'py, PyAny>);
+/// A Python object walked as JSON, the way `json.dumps` walks it. Children are borrowed from their
+/// containers (no reference counting on the hot path); no Python code runs during a walk, so the
+/// containers cannot change under it.
+#[derive(Clone, Copy)]
+pub struct PyJson<'a, 'py>(pub Borrowed<'a, 'py, PyAny>);
+
+impl<'a, 'py> PyJson<'a, 'py> {
+    pub fn new(obj: &'a Bound<'py, PyAny>) -> Self {
+        PyJson(obj.as_borrowed())
+    }
+}
+
+/// A Python `str` borrowed as UTF-8.
+pub struct PyText<'a>(&'a str);
+
+impl AsRef<str> for PyText<'_> {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
 
 fn type_error(obj: &Bound<'_, PyAny>) -> Error {
     let name = obj
@@ -21,71 +40,171 @@ fn type_error(obj: &Bound<'_, PyAny>) -> Error {
     Error::Json(format!("Object of type {name} is not JSON serializable"))
 }
 
-fn text(s: &Bound<'_, PyString>) -> Result<PyBackedStr> {
-    s.clone()
-        .try_into()
-        .map_err(|_| Error::Json("string is not valid Unicode (lone surrogate)".into()))
+/// The UTF-8 of a `str` object (cached inside the object by CPython).
+fn text<'a>(s: Borrowed<'a, '_, PyAny>) -> Result<PyText<'a>> {
+    let mut size: ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a str (checked by the caller); the buffer belongs to the object, which is
+    // alive for 'a, and the GIL keeps it from changing.
+    unsafe {
+        let ptr = ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size);
+        if ptr.is_null() {
+            let _ = PyErr::take(s.py());
+            return Err(Error::Json(
+                "string is not valid Unicode (lone surrogate)".into(),
+            ));
+        }
+        let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), size as usize);
+        Ok(PyText(std::str::from_utf8_unchecked(bytes)))
+    }
 }
 
-impl<'py> JsonView for PyJson<'py> {
-    type Str = PyBackedStr;
+/// Which JSON kind an object's exact type is (the common case, one pointer comparison).
+#[derive(Clone, Copy)]
+enum Exact {
+    Str,
+    Dict,
+    List,
+    Int,
+    Float,
+    Bool,
+    None,
+    Tuple,
+    Other,
+}
+
+fn exact_kind(o: Borrowed<'_, '_, PyAny>) -> Exact {
+    // SAFETY: reading the type pointer of a live object and the addresses of static type objects.
+    unsafe {
+        let t = ffi::Py_TYPE(o.as_ptr());
+        if t == std::ptr::addr_of_mut!(ffi::PyUnicode_Type) {
+            Exact::Str
+        } else if t == std::ptr::addr_of_mut!(ffi::PyDict_Type) {
+            Exact::Dict
+        } else if t == std::ptr::addr_of_mut!(ffi::PyList_Type) {
+            Exact::List
+        } else if t == std::ptr::addr_of_mut!(ffi::PyLong_Type) {
+            Exact::Int
+        } else if t == std::ptr::addr_of_mut!(ffi::PyFloat_Type) {
+            Exact::Float
+        } else if t == std::ptr::addr_of_mut!(ffi::PyBool_Type) {
+            Exact::Bool
+        } else if o.as_ptr() == ffi::Py_None() {
+            Exact::None
+        } else if t == std::ptr::addr_of_mut!(ffi::PyTuple_Type) {
+            Exact::Tuple
+        } else {
+            Exact::Other
+        }
+    }
+}
+
+fn int_view<'a, 'py>(o: Borrowed<'a, 'py, PyAny>) -> Result<View<PyJson<'a, 'py>>> {
+    Ok(match o.extract::<i64>() {
+        Ok(v) => View::Int(v),
+        // `int.__repr__` itself: a subclass's `__str__`/`__repr__` must not reach the signed
+        // text (json.dumps does the same).
+        Err(_) => View::BigInt(
+            o.py()
+                .get_type::<PyInt>()
+                .call_method1("__repr__", (o,))
+                .and_then(|r| r.extract::<String>())
+                .map_err(|_| {
+                    Error::Json("integer too large to write (sys.set_int_max_str_digits)".into())
+                })?,
+        ),
+    })
+}
+
+fn is_str(o: Borrowed<'_, '_, PyAny>) -> bool {
+    matches!(exact_kind(o), Exact::Str) || o.is_instance_of::<PyString>()
+}
+
+fn dict_view<'a, 'py>(d: Borrowed<'a, 'py, PyAny>) -> Result<View<PyJson<'a, 'py>>> {
+    let py = d.py();
+    let mut entries = Vec::new();
+    let (mut pos, mut k, mut v): (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject) =
+        (0, std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: `d` is a dict; PyDict_Next yields borrowed references owned by the dict.
+    while unsafe { ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut k, &mut v) } != 0 {
+        let (key, value) = unsafe { (Borrowed::from_ptr(py, k), Borrowed::from_ptr(py, v)) };
+        if !is_str(key) {
+            return Err(Error::Json(
+                "object keys must be str (canonical JSON sorts string keys)".into(),
+            ));
+        }
+        entries.push((text(key)?, PyJson(value)));
+    }
+    Ok(View::Object(entries))
+}
+
+fn sequence_view<'a, 'py>(o: Borrowed<'a, 'py, PyAny>, list: bool) -> View<PyJson<'a, 'py>> {
+    let py = o.py();
+    // SAFETY: `o` is a list (or tuple); GetItem returns borrowed references it owns, and no
+    // Python code runs while we hold them.
+    unsafe {
+        let n = if list {
+            ffi::PyList_Size(o.as_ptr())
+        } else {
+            ffi::PyTuple_Size(o.as_ptr())
+        };
+        let mut items = Vec::with_capacity(n.max(0) as usize);
+        for i in 0..n {
+            let item = if list {
+                ffi::PyList_GetItem(o.as_ptr(), i)
+            } else {
+                ffi::PyTuple_GetItem(o.as_ptr(), i)
+            };
+            items.push(PyJson(Borrowed::from_ptr(py, item)));
+        }
+        View::Array(items)
+    }
+}
+
+impl<'a, 'py> JsonView for PyJson<'a, 'py> {
+    type Str = PyText<'a>;
 
     fn view(&self) -> Result<View<Self>> {
-        let o = &self.0;
-        if o.is_none() {
-            return Ok(View::Null);
+        let o = self.0;
+        match exact_kind(o) {
+            Exact::Str => return Ok(View::Str(text(o)?)),
+            Exact::Dict => return dict_view(o),
+            Exact::List => return Ok(sequence_view(o, true)),
+            Exact::Int => return int_view(o),
+            Exact::Float => {
+                return Ok(View::Float(unsafe { ffi::PyFloat_AsDouble(o.as_ptr()) }));
+            }
+            Exact::Bool => return Ok(View::Bool(o.as_ptr() == unsafe { ffi::Py_True() })),
+            Exact::None => return Ok(View::Null),
+            Exact::Tuple => return Ok(sequence_view(o, false)),
+            Exact::Other => {}
         }
-        if let Ok(s) = o.downcast::<PyString>() {
-            return Ok(View::Str(text(s)?));
+        // Subclasses, as json.dumps accepts them.
+        if o.is_instance_of::<PyString>() {
+            return Ok(View::Str(text(o)?));
         }
-        if let Ok(b) = o.downcast::<PyBool>() {
-            return Ok(View::Bool(b.is_true()));
-        }
-        if let Ok(i) = o.downcast::<PyInt>() {
-            return Ok(match i.extract::<i64>() {
-                Ok(v) => View::Int(v),
-                // `int.__repr__` itself: a subclass's `__str__`/`__repr__` must not reach the
-                // signed text (json.dumps does the same).
-                Err(_) => View::BigInt(
-                    o.py()
-                        .get_type::<PyInt>()
-                        .call_method1("__repr__", (i,))
-                        .and_then(|r| r.extract::<String>())
-                        .map_err(|_| {
-                            Error::Json(
-                                "integer too large to write (sys.set_int_max_str_digits)".into(),
-                            )
-                        })?,
-                ),
-            });
+        if o.is_instance_of::<PyInt>() {
+            return int_view(o);
         }
         if let Ok(f) = o.downcast::<PyFloat>() {
             return Ok(View::Float(f.value()));
         }
-        if let Ok(d) = o.downcast::<PyDict>() {
-            let mut entries = Vec::with_capacity(d.len());
-            for (k, v) in d.iter() {
-                let key = k.downcast::<PyString>().map_err(|_| {
-                    Error::Json("object keys must be str (canonical JSON sorts string keys)".into())
-                })?;
-                entries.push((text(key)?, PyJson(v)));
-            }
-            return Ok(View::Object(entries));
+        if o.is_instance_of::<PyDict>() {
+            return dict_view(o);
         }
-        if let Ok(l) = o.downcast::<PyList>() {
-            return Ok(View::Array(l.iter().map(PyJson).collect()));
+        if o.is_instance_of::<PyList>() {
+            return Ok(sequence_view(o, true));
         }
-        if let Ok(t) = o.downcast::<PyTuple>() {
-            return Ok(View::Array(t.iter().map(PyJson).collect()));
+        if o.is_instance_of::<PyTuple>() {
+            return Ok(sequence_view(o, false));
         }
-        Err(type_error(o))
+        Err(type_error(&o.to_owned()))
     }
 }
 
 /// A Python JSON-like object as a `serde_json::Value` (through its canonical text, so numbers keep
 /// exactly the form Python would write).
 pub fn to_value(obj: &Bound<'_, PyAny>) -> Result<Value> {
-    let text = canonical::to_string(&PyJson(obj.clone()))?;
+    let text = canonical::to_string(&PyJson::new(obj))?;
     serde_json::from_str(&text).map_err(|e| Error::Json(e.to_string()))
 }
 

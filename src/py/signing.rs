@@ -286,8 +286,21 @@ impl PySignatureCheck {
 
 /// Canonical JSON: exactly `json.dumps(value, sort_keys=True, separators=(",", ":"))`.
 #[pyfunction]
-pub fn canonical_json(value: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(canonical::to_string(&PyJson(value.clone()))?)
+pub fn canonical_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    thread_local! {
+        // Reused output buffer: the text is copied into the Python str anyway.
+        static BUF: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(4096));
+    }
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        canonical::write(&PyJson::new(value), &mut buf)?;
+        let text = PyString::new(value.py(), &buf);
+        if buf.capacity() > 1 << 20 {
+            *buf = String::with_capacity(4096); // don't keep a huge buffer alive
+        }
+        Ok(text)
+    })
 }
 
 /// Signs `{"header": header, "message": message}` and returns the `signature` field value.
@@ -323,8 +336,8 @@ pub fn sign_envelope(
         ));
     }
     let payload = canonical::signing_payload(
-        &PyJson(header.clone()),
-        &PyJson(message.clone()),
+        &PyJson::new(header),
+        &PyJson::new(message),
         canonical::HeaderForm::AsReceived,
     )?;
     let created = created.unwrap_or_else(now_unix);
@@ -357,8 +370,8 @@ fn run_check(
     };
     Ok(signature::check(
         signature_field,
-        &PyJson(header.clone()),
-        &PyJson(message.clone()),
+        &PyJson::new(header),
+        &PyJson::new(message),
         &keys.keys(),
         policy,
     )?)
