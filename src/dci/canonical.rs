@@ -229,21 +229,32 @@ pub fn write_float(f: f64, out: &mut String) {
         out.push_str(if f.is_sign_negative() { "-0.0" } else { "0.0" });
         return;
     }
-    // `{:e}` gives the shortest round-trip digits: "d[.ddd]e<exp>". Formatted on the stack.
-    let mut buf = StackBuf::default();
-    let _ = write!(buf, "{:e}", f.abs());
-    let sci = buf.as_str();
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    // Shortest round-trip digits, ties to even like Python's repr (ryu; Rust's `{:e}` rounds
+    // ties up: 562949953421312.25 must print as ...312.2).
+    let mut ryu_buf = ryu::Buffer::new();
+    let text = ryu_buf.format_finite(f.abs());
+    let (mantissa, exp) = text.split_once(['e', 'E']).unwrap_or((text, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let mut digit_buf = [0u8; 24];
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digit_buf = [0u8; 40];
     let mut n = 0;
-    for b in mantissa.bytes().filter(|b| *b != b'.') {
-        digit_buf[n] = b;
-        n += 1;
+    for b in int_part.bytes().chain(frac_part.bytes()) {
+        if n < digit_buf.len() {
+            digit_buf[n] = b;
+            n += 1;
+        }
     }
-    let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("0");
+    // value = 0.d1d2... x 10^decpt once leading zeros are dropped.
+    let lead = digit_buf[..n].iter().take_while(|b| **b == b'0').count();
+    let end = n - digit_buf[lead..n]
+        .iter()
+        .rev()
+        .take_while(|b| **b == b'0')
+        .count();
+    let decpt = int_part.len() as i32 + exp - lead as i32;
+    let digits = std::str::from_utf8(&digit_buf[lead..end.max(lead + 1)]).unwrap_or("0");
     let ndigits = digits.len() as i32;
-    let decpt = exp + 1; // value = 0.d1d2... x 10^decpt
+    let exp = decpt - 1;
     if f < 0.0 {
         out.push('-');
     }
@@ -270,39 +281,6 @@ pub fn write_float(f: f64, out: &mut String) {
         out.push_str(&digits[..decpt as usize]);
         out.push('.');
         out.push_str(&digits[decpt as usize..]);
-    }
-}
-
-/// A small stack buffer for float formatting (no allocation on the hot path).
-struct StackBuf {
-    bytes: [u8; 40],
-    len: usize,
-}
-
-impl Default for StackBuf {
-    fn default() -> Self {
-        StackBuf {
-            bytes: [0; 40],
-            len: 0,
-        }
-    }
-}
-
-impl StackBuf {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
-    }
-}
-
-impl std::fmt::Write for StackBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        if end > self.bytes.len() {
-            return Err(std::fmt::Error);
-        }
-        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
@@ -361,6 +339,9 @@ mod tests {
             (0.00001, "1e-05"),
             (1.5e300, "1.5e+300"),
             (123.456, "123.456"),
+            (562_949_953_421_312.0 + 0.25, "562949953421312.2"), // a tie: Python rounds half to even
+            (1.5e-7, "1.5e-07"),
+            (12345678901234567890.0, "1.2345678901234567e+19"),
             (-2.5e-10, "-2.5e-10"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (f64::INFINITY, "Infinity"),
