@@ -1,0 +1,33 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+{
+    "name": "DCI Client: Integrated Beneficiary Registry",
+    "summary": "Check registrants against a DCI Integrated Beneficiary Registry (IBR) "
+    "and receive its signed callbacks",
+    "version": "19.0.1.0.0",
+    "category": "Technical",
+    "license": "LGPL-3",
+    "author": "spp-dci-client-ibr contributors",
+    "depends": ["base", "fastapi"],
+    "external_dependencies": {"python": ["spp-dci-client-ibr"]},
+    "data": [
+        "security/security.xml",
+        "security/ir.model.access.csv",
+        "security/ir_rules.xml",
+        "data/res_users.xml",
+        "data/fastapi_endpoint.xml",
+        "data/ir_cron.xml",
+        "views/spp_dci_data_source_views.xml",
+        "views/spp_dci_signing_key_views.xml",
+        "views/spp_dci_ibr_sender_views.xml",
+        "views/spp_dci_ibr_sender_key_views.xml",
+        "views/spp_dci_duplication_check_views.xml",
+        "views/spp_dci_duplication_check_detail_views.xml",
+        "views/spp_dci_callback_log_views.xml",
+        "views/spp_dci_callback_replay_views.xml",
+        "views/res_partner_views.xml",
+        "wizards/spp_dci_ibr_batch_check_wizard_views.xml",
+        "data/ir_actions_server.xml",
+        "views/menus.xml",
+    ],
+    "development_status": "Beta",
+}

@@ -1,0 +1,103 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+"""Registrants: where identifiers come from, the smart button and the batch action."""
+
+from odoo import api, fields, models
+
+from .spp_dci_duplication_check import RESULTS
+
+VIEWER_GROUP = "spp_dci_client_ibr.group_dci_viewer"
+
+
+class ResPartner(models.Model):
+    _inherit = "res.partner"
+
+    spp_dci_check_ids = fields.One2many(
+        "spp.dci.duplication.check",
+        "partner_id",
+        string="IBR Duplication Checks",
+        groups=VIEWER_GROUP,
+    )
+    spp_dci_check_count = fields.Integer(
+        string="IBR Checks", compute="_compute_spp_dci_checks", groups=VIEWER_GROUP
+    )
+    spp_dci_last_result = fields.Selection(
+        RESULTS,
+        string="Last IBR Result",
+        compute="_compute_spp_dci_checks",
+        groups=VIEWER_GROUP,
+    )
+
+    @api.depends("spp_dci_check_ids.state", "spp_dci_check_ids.result")
+    def _compute_spp_dci_checks(self):
+        checks = self.env["spp.dci.duplication.check"]
+        counts = dict(
+            checks._read_group([("partner_id", "in", self.ids)], ["partner_id"], ["__count"])
+        )
+        for partner in self:
+            partner.spp_dci_check_count = counts.get(partner, 0)
+            last = checks.search(
+                [("partner_id", "=", partner.id), ("state", "=", "completed")],
+                order="completed_at desc, id desc",
+                limit=1,
+            )
+            partner.spp_dci_last_result = last.result
+
+    def _spp_dci_ibr_reg_id_pairs(self):
+        """(type, value) pairs from OpenSPP's ``reg_ids`` when that field exists."""
+        self.ensure_one()
+        if "reg_ids" not in self._fields:
+            return []
+        pairs = []
+        for reg_id in self.reg_ids:
+            id_type = False
+            for name in ("id_type_id", "id_type"):
+                if name in reg_id._fields:
+                    id_type = reg_id[name]
+                    break
+            code = getattr(id_type, "code", False) or getattr(id_type, "name", False)
+            if isinstance(id_type, str):
+                code = id_type
+            value = reg_id.value if "value" in reg_id._fields else False
+            if code and value:
+                pairs.append((str(code).strip(), str(value).strip()))
+        return pairs
+
+    def _spp_dci_ibr_identifiers(self):
+        """Identifiers of this registrant: ``reg_ids``, else those of its latest check."""
+        self.ensure_one()
+        pairs = self._spp_dci_ibr_reg_id_pairs()
+        if pairs:
+            return pairs
+        last = (
+            self.env["spp.dci.duplication.check"]
+            .sudo()
+            .search(
+                [
+                    ("partner_id", "=", self.id),
+                    ("identifier_type", "!=", False),
+                    ("identifier_value", "!=", False),
+                ],
+                order="check_date desc, id desc",
+                limit=1,
+            )
+        )
+        if last:
+            return [(last.identifier_type, last.identifier_value)]
+        return []
+
+    def action_spp_dci_view_checks(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "spp_dci_client_ibr.action_spp_dci_duplication_check"
+        )
+        action["domain"] = [("partner_id", "=", self.id)]
+        action["context"] = {"default_partner_id": self.id}
+        return action
+
+    def action_spp_dci_check_ibr_duplicates(self):
+        """List action "Check IBR duplicates": opens the batch wizard on these contacts."""
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "spp_dci_client_ibr.action_spp_dci_ibr_batch_check_wizard"
+        )
+        action["context"] = {"default_partner_ids": [(6, 0, self.ids)]}
+        return action

@@ -1,0 +1,293 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+"""Connection settings of a DCI registry; builds the native client from them."""
+
+import logging
+import re
+
+from spp_dci_ibr import DCIClient, IBRService
+from spp_dci_ibr.exceptions import DCIError, RegistryError
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+_logger = logging.getLogger(__name__)
+
+CODE_RE = re.compile(r"^[a-z0-9_]+$")
+# Identifier sent by "Test connection": any answered envelope proves the registry is reachable.
+CONNECTION_TEST_IDENTIFIER = ("UIN", "spp-dci-connection-test")
+# field name -> path key of the native client
+PATH_FIELDS = {
+    "async_search_endpoint": "search",
+    "search_endpoint": "sync_search",
+    "subscribe_endpoint": "subscribe",
+    "unsubscribe_endpoint": "unsubscribe",
+    "txn_status_endpoint": "txn_status",
+    "sync_txn_status_endpoint": "sync_txn_status",
+    "enrolled_endpoint": "enrolled",
+    "enrollment_updates_endpoint": "enrollment_updates",
+}
+
+
+class SppDciDataSource(models.Model):
+    _name = "spp.dci.data.source"
+    _description = "DCI Data Source"
+    _order = "name"
+
+    name = fields.Char(required=True)
+    code = fields.Char(required=True, help="Short lowercase identifier, e.g. ibr_national")
+    registry_type = fields.Selection(
+        [
+            ("social_registry", "Social Registry"),
+            ("ibr", "Integrated Beneficiary Registry (IBR)"),
+            ("crvs", "Civil Registration and Vital Statistics (CRVS)"),
+            ("disability_registry", "Disability Registry (DR)"),
+            ("functional_registry", "Functional Registry (FR)"),
+        ],
+        default="ibr",
+        required=True,
+    )
+    base_url = fields.Char(string="Base URL", required=True)
+    auth_type = fields.Selection(
+        [("none", "None"), ("bearer", "Bearer Token"), ("oauth2", "OAuth2")],
+        string="Authentication Type",
+        default="oauth2",
+        required=True,
+    )
+    bearer_token = fields.Char(groups="base.group_system", copy=False)
+    oauth2_token_url = fields.Char(string="OAuth2 Token URL")
+    oauth2_client_id = fields.Char(string="OAuth2 Client ID")
+    oauth2_client_secret = fields.Char(
+        string="OAuth2 Client Secret", groups="base.group_system", copy=False
+    )
+    oauth2_scope = fields.Char(string="OAuth2 Scope")
+    oauth2_credential_location = fields.Selection(
+        [
+            ("body", "Request body (RFC 6749)"),
+            ("basic", "HTTP Basic (RFC 6749 §2.3.1)"),
+            ("query", "Query parameters (OpenCRVS workaround)"),
+        ],
+        string="OAuth2 Credential Location",
+        default="body",
+        required=True,
+    )
+    signing_key_id = fields.Many2one("spp.dci.signing.key", domain=[("state", "=", "active")])
+    allow_unsigned = fields.Boolean(
+        string="Send Unsigned Requests",
+        help="Explicit opt-in: requests are sent without signature when no key is set.",
+    )
+    registry_sender_id = fields.Many2one(
+        "spp.dci.ibr.sender",
+        string="Registry (Callback Sender)",
+        help="The registry's sender entry: its keys verify the registry's signed answers, "
+        "and only its callbacks may complete checks sent to this data source.",
+    )
+    verify_ssl = fields.Boolean(string="Verify TLS", default=True)
+    ca_bundle = fields.Char(
+        string="CA Bundle Path", groups="base.group_system", help="PEM file of extra trust roots"
+    )
+    timeout = fields.Integer(string="Timeout (seconds)", default=30)
+    connect_timeout = fields.Integer(string="Connect Timeout (seconds)", default=10)
+    max_retries = fields.Integer(default=2)
+    batch_size = fields.Integer(default=100, help="Identifiers per request envelope in batches")
+    batch_concurrency = fields.Integer(default=4, help="Requests in flight during a batch")
+    async_timeout_minutes = fields.Integer(
+        string="Callback Timeout (minutes)",
+        default=60,
+        help="An asynchronous check still waiting for its callback after this delay fails.",
+    )
+    active = fields.Boolean(default=True)
+    notes = fields.Text()
+    our_sender_id = fields.Char(string="Our Sender ID")
+    our_callback_uri = fields.Char(
+        string="Callback URI",
+        help="Sent as sender_uri of asynchronous requests, e.g. "
+        "https://<odoo>/dci_ibr/registry/on-search",
+    )
+    receiver_id = fields.Char(string="Receiver ID")
+    search_endpoint = fields.Char(default="/registry/sync/search")
+    async_search_endpoint = fields.Char(default="/registry/search")
+    subscribe_endpoint = fields.Char(default="/registry/subscribe")
+    unsubscribe_endpoint = fields.Char(default="/registry/unsubscribe")
+    txn_status_endpoint = fields.Char(default="/registry/txn/status")
+    sync_txn_status_endpoint = fields.Char(default="/registry/sync/txn/status")
+    enrolled_endpoint = fields.Char(default="/registry/sync/enrolled")
+    enrollment_updates_endpoint = fields.Char(default="/registry/sync/enrollment/updates")
+    auth_endpoint = fields.Char(
+        default="/oauth2/client/token",
+        help="Token path under the base URL, used when no OAuth2 token URL is set",
+    )
+    state = fields.Selection(
+        [
+            ("draft", "Not Tested"),
+            ("active", "Connected"),
+            ("error", "Connection Error"),
+        ],
+        default="draft",
+        readonly=True,
+        copy=False,
+    )
+    last_test_date = fields.Datetime(readonly=True, copy=False)
+    last_error = fields.Text(readonly=True, copy=False)
+
+    _code_uniq = models.Constraint("UNIQUE(code)", "The data source code must be unique.")
+    _timeout_positive = models.Constraint(
+        "CHECK(timeout > 0 AND connect_timeout > 0)", "Timeouts must be positive."
+    )
+    _batch_positive = models.Constraint(
+        "CHECK(batch_size > 0 AND batch_concurrency > 0 AND async_timeout_minutes > 0)",
+        "Batch size, concurrency and callback timeout must be positive.",
+    )
+
+    @api.constrains("code")
+    def _check_code_format(self):
+        for source in self:
+            if source.code and not CODE_RE.match(source.code):
+                raise ValidationError(
+                    self.env._(
+                        "Code %(code)s may only contain lowercase letters, digits and underscores.",
+                        code=source.code,
+                    )
+                )
+
+    @api.constrains("base_url")
+    def _check_base_url(self):
+        for source in self:
+            if not source.base_url.startswith(("https://", "http://")):
+                raise ValidationError(self.env._("The base URL must be an http(s) URL."))
+            if source.base_url.endswith("/"):
+                raise ValidationError(self.env._("The base URL must not end with a slash."))
+
+    @api.constrains("auth_type", "oauth2_client_id")
+    def _check_auth(self):
+        for source in self.sudo():
+            if source.auth_type == "oauth2" and not source.oauth2_client_id:
+                raise ValidationError(self.env._("OAuth2 needs a client ID."))
+
+    @api.model
+    def get_by_code(self, code):
+        """OpenSPP-compatible: the active data source with this code."""
+        source = self.search([("code", "=", code)], limit=1)
+        if not source:
+            raise UserError(self.env._("Data source %(code)s not found or inactive.", code=code))
+        return source
+
+    @api.model
+    def get_by_registry_type(self, registry_type):
+        return self.search([("registry_type", "=", registry_type)])
+
+    @api.model
+    def _spp_default_ibr_source(self):
+        return self.search([("registry_type", "=", "ibr")], order="id", limit=1)
+
+    def _spp_paths(self):
+        self.ensure_one()
+        return {key: self[name] for name, key in PATH_FIELDS.items() if self[name]}
+
+    def _spp_token_url(self):
+        self.ensure_one()
+        if self.oauth2_token_url:
+            return self.oauth2_token_url
+        return f"{self.base_url}{self.auth_endpoint or '/oauth2/client/token'}"
+
+    def _spp_dci_client(self):
+        """The native client for this registry. Reads the secrets with sudo: the caller
+        must already be allowed to run checks; nothing secret is returned or logged."""
+        self.ensure_one()
+        source = self.sudo()
+        signing_key = key_id = None
+        sender_id = source.our_sender_id
+        if source.signing_key_id:
+            signing_key = source.signing_key_id._spp_native_key()
+            key_id = source.signing_key_id.key_id
+            sender_id = sender_id or source.signing_key_id.sender_id
+        elif not source.allow_unsigned:
+            raise UserError(
+                self.env._(
+                    "Data source %(name)s has no active signing key; set one or explicitly "
+                    "allow unsigned requests.",
+                    name=source.name,
+                )
+            )
+        if not sender_id:
+            raise UserError(self.env._("Data source %(name)s has no sender ID.", name=source.name))
+        registry = source.registry_sender_id
+        kwargs = {
+            "base_url": source.base_url,
+            "sender_id": sender_id,
+            "receiver_id": source.receiver_id or None,
+            "callback_uri": source.our_callback_uri or None,
+            "auth": source.auth_type,
+            "signing_key": signing_key,
+            "key_id": key_id,
+            "unsigned": signing_key is None,
+            "registry_keys": registry._spp_registry_keys() if registry else None,
+            "registry_jwks_url": (registry.jwks_url or None) if registry else None,
+            "allow_insecure_jwks": bool(registry.allow_insecure_jwks) if registry else False,
+            "paths": source._spp_paths(),
+            "timeout": float(source.timeout),
+            "connect_timeout": float(source.connect_timeout),
+            "verify_tls": source.verify_ssl,
+            "ca_bundle": source.ca_bundle or None,
+            "max_retries": source.max_retries,
+        }
+        if source.auth_type == "bearer":
+            kwargs["bearer_token"] = source.bearer_token or None
+        elif source.auth_type == "oauth2":
+            kwargs.update(
+                token_url=source._spp_token_url(),
+                client_id=source.oauth2_client_id,
+                client_secret=source.oauth2_client_secret or None,
+                scope=source.oauth2_scope or None,
+                credentials_location=source.oauth2_credential_location,
+            )
+        try:
+            return DCIClient(**kwargs)
+        except DCIError as exc:
+            raise UserError(
+                self.env._(
+                    "Data source %(name)s is misconfigured: %(error)s",
+                    name=source.name,
+                    error=str(exc),
+                )
+            ) from exc
+
+    def _spp_ibr_service(self):
+        """The native IBR service over this registry's client."""
+        self.ensure_one()
+        return IBRService(self._spp_dci_client())
+
+    def action_test_connection(self):
+        """Fetch a token (OAuth2) and send one search: any answered envelope, even a
+        registry error, proves the registry is reachable and our credentials work."""
+        self.ensure_one()
+        try:
+            client = self._spp_dci_client()
+            if self.auth_type == "oauth2":
+                client.check_auth()
+            try:
+                client.search_by_id(*CONNECTION_TEST_IDENTIFIER)
+            except RegistryError:
+                _logger.info("Connection test of %s: the registry answered an error", self.code)
+        except (DCIError, UserError) as exc:
+            self.write({"state": "error", "last_error": str(exc)})
+            return self._notify(
+                self.env._("Connection to %(name)s failed: %(error)s", name=self.name, error=exc),
+                "danger",
+            )
+        self.write(
+            {"state": "active", "last_test_date": fields.Datetime.now(), "last_error": False}
+        )
+        return self._notify(
+            self.env._("Connection to %(name)s succeeded.", name=self.name), "success"
+        )
+
+    def test_connection(self):
+        """OpenSPP-compatible alias."""
+        return self.action_test_connection()
+
+    def _notify(self, message, kind):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"message": message, "type": kind, "sticky": kind == "danger"},
+        }

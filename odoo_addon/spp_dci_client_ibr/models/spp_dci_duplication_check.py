@@ -1,0 +1,651 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+"""Duplication checks of registrants against an IBR.
+
+Classification and the fail-closed rules are the native ``DuplicationResult``'s
+(PROTOCOL §7); this model only stores what the native service decided.
+"""
+
+import json
+import logging
+import uuid
+
+from spp_dci_ibr import IBRService
+from spp_dci_ibr.exceptions import DCIError
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+_logger = logging.getLogger(__name__)
+
+# Fields holding personal data: identifier values, matched programmes, raw answers.
+# The callback runner needs them to store what the registry sent.
+PII_GROUPS = "spp_dci_client_ibr.group_dci_admin,spp_dci_client_ibr.group_dci_callback"
+RESULTS = [
+    ("no_match", "No Match"),
+    ("possible_match", "Possible Match"),
+    ("confirmed_match", "Confirmed Match"),
+]
+RESULT_VALUES = frozenset(value for value, _label in RESULTS)
+OUTCOME_STATUSES = [
+    ("pending", "Pending"),
+    ("records", "Records Found"),
+    ("no_records", "No Records"),
+    ("failed", "Failed"),
+]
+DEFAULT_CHUNK_SIZE = 500
+CHUNK_SIZE_PARAM = "spp_dci_client_ibr.batch_chunk_size"
+
+# Fails checks stuck in "checking" past their data source's callback timeout. The
+# guarded UPDATE (state is still 'checking', rows locked by an in-flight callback are
+# skipped) cannot overwrite a result a callback has written.
+FAIL_STUCK_CHECKS_SQL = """
+    UPDATE spp_dci_duplication_check AS chk
+       SET state = 'failed',
+           failure_kind = 'timeout',
+           error_message = %(message)s,
+           result = NULL,
+           is_duplicate = FALSE,
+           queued = FALSE,
+           completed_at = %(now)s,
+           write_uid = %(uid)s,
+           write_date = %(now)s
+     WHERE chk.id IN (
+            SELECT c.id
+              FROM spp_dci_duplication_check c
+              LEFT JOIN spp_dci_data_source ds ON ds.id = c.data_source_id
+             WHERE c.state = 'checking'
+               AND c.sent_at < %(now)s
+                   - make_interval(mins => COALESCE(ds.async_timeout_minutes, 60))
+             FOR UPDATE OF c SKIP LOCKED)
+       AND chk.state = 'checking'
+ RETURNING chk.id
+"""
+FAIL_STUCK_LINES_SQL = """
+    UPDATE spp_dci_duplication_check_detail
+       SET status = 'failed', reason = %(message)s, write_uid = %(uid)s, write_date = %(now)s
+     WHERE check_id = ANY(%(ids)s) AND status = 'pending'
+"""
+LOCK_CHECK_SQL = "SELECT state FROM spp_dci_duplication_check WHERE id = %s FOR UPDATE"
+
+
+def _dump(value):
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+class SppDciDuplicationCheck(models.Model):
+    _name = "spp.dci.duplication.check"
+    _description = "DCI Duplication Check"
+    _order = "check_date desc, id desc"
+
+    partner_id = fields.Many2one(
+        "res.partner", string="Registrant", required=True, ondelete="cascade", index=True
+    )
+    identifier_type = fields.Char(help="Identifier type, e.g. UIN, BRN, MRN, DRN")
+    identifier_value = fields.Char(groups=PII_GROUPS)
+    check_date = fields.Datetime(required=True, default=fields.Datetime.now, readonly=True)
+    result = fields.Selection(RESULTS, readonly=True, copy=False, help="Empty until the check ran")
+    is_duplicate = fields.Boolean(readonly=True, copy=False)
+    matched_programs = fields.Text(groups=PII_GROUPS, readonly=True, copy=False)
+    raw_response = fields.Text(groups=PII_GROUPS, readonly=True, copy=False)
+    state = fields.Selection(
+        [
+            ("ready", "Ready"),
+            ("checking", "Checking"),
+            ("completed", "Completed"),
+            ("failed", "Failed"),
+        ],
+        default="ready",
+        required=True,
+        readonly=True,
+        copy=False,
+        index=True,
+    )
+    mode = fields.Selection(
+        [("sync", "Synchronous"), ("async", "Asynchronous"), ("batch", "Batch")],
+        readonly=True,
+        copy=False,
+    )
+    data_source_id = fields.Many2one("spp.dci.data.source", domain=[("registry_type", "=", "ibr")])
+    expected_sender_id = fields.Char(
+        string="Registry Sender ID",
+        readonly=True,
+        copy=False,
+        help="Only callbacks signed by this sender may complete the check",
+    )
+    transaction_id = fields.Char(readonly=True, copy=False, index=True)
+    correlation_id = fields.Char(readonly=True, copy=False, index=True)
+    sent_at = fields.Datetime(readonly=True, copy=False)
+    completed_at = fields.Datetime(readonly=True, copy=False)
+    queued = fields.Boolean(readonly=True, copy=False, help="Waiting for a batch worker")
+    failure_kind = fields.Selection(
+        [
+            ("error", "Error"),
+            ("timeout", "Callback Timeout"),
+            ("no_identifier", "No Identifier"),
+        ],
+        readonly=True,
+        copy=False,
+    )
+    error_message = fields.Text(readonly=True, copy=False)
+    notes = fields.Text()
+    detail_ids = fields.One2many(
+        "spp.dci.duplication.check.detail", "check_id", string="Identifiers", readonly=True
+    )
+    callback_log_ids = fields.One2many(
+        "spp.dci.callback.log", "check_id", string="Callbacks", readonly=True
+    )
+
+    @api.depends("partner_id", "identifier_type", "check_date")
+    def _compute_display_name(self):
+        for check in self:
+            parts = [check.partner_id.display_name or ""]
+            if check.identifier_type:
+                parts.append(check.identifier_type)
+            if check.check_date:
+                parts.append(fields.Datetime.to_string(check.check_date)[:16])
+            check.display_name = " - ".join(part for part in parts if part)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _spp_data_source(self):
+        self.ensure_one()
+        source = self.data_source_id or self.env["spp.dci.data.source"]._spp_default_ibr_source()
+        if not source:
+            raise UserError(
+                self.env._("No active IBR data source is configured. Configure one first.")
+            )
+        if not self.data_source_id:
+            self.data_source_id = source
+        return source
+
+    def _spp_identifiers(self):
+        """(type, value) pairs: OpenSPP ``reg_ids`` when present, else the check's own."""
+        self.ensure_one()
+        pairs = self.partner_id._spp_dci_ibr_reg_id_pairs()
+        if not pairs and self.identifier_type and self.identifier_value:
+            pairs = [(self.identifier_type.strip(), self.identifier_value.strip())]
+        if pairs and not self.identifier_type:
+            self.write({"identifier_type": pairs[0][0], "identifier_value": pairs[0][1]})
+        return pairs
+
+    def _spp_fail(self, message, kind="error"):
+        self.write(
+            {
+                "state": "failed",
+                "result": False,
+                "is_duplicate": False,
+                "error_message": message,
+                "failure_kind": kind,
+                "completed_at": fields.Datetime.now(),
+                "queued": False,
+            }
+        )
+
+    def _spp_no_identifier(self):
+        self._spp_fail(
+            self.env._("The registrant has no identifier to check."), kind="no_identifier"
+        )
+
+    def _spp_reset(self):
+        self.detail_ids.unlink()
+        self.write(
+            {
+                "state": "ready",
+                "result": False,
+                "is_duplicate": False,
+                "matched_programs": False,
+                "raw_response": False,
+                "error_message": False,
+                "failure_kind": False,
+                "transaction_id": False,
+                "correlation_id": False,
+                "expected_sender_id": False,
+                "sent_at": False,
+                "completed_at": False,
+                "queued": False,
+            }
+        )
+
+    def _spp_apply_result(self, result, pairs=None, rebuild_lines=False):
+        """Store a native ``DuplicationResult``; ``result`` stays empty when it failed."""
+        self.ensure_one()
+        outcomes = list(result.outcomes)
+        if rebuild_lines:
+            self.detail_ids.unlink()
+            pairs = pairs or []
+            line_vals = []
+            for index in range(max(len(pairs), len(outcomes))):
+                outcome = outcomes[index] if index < len(outcomes) else None
+                id_type, id_value = pairs[index] if index < len(pairs) else (None, None)
+                vals = {
+                    "check_id": self.id,
+                    "sequence": index,
+                    "id_type": getattr(outcome, "id_type", None) or id_type,
+                    "id_value": getattr(outcome, "id_value", None) or id_value,
+                }
+                vals.update(self._spp_outcome_vals(outcome))
+                line_vals.append(vals)
+            self.env["spp.dci.duplication.check.detail"].create(line_vals)
+        else:
+            self._spp_update_lines(outcomes)
+        completed = result.state == "completed" and result.result in RESULT_VALUES
+        reasons = [reason for reason in (result.reasons or []) if reason]
+        if completed:
+            state_vals = {
+                "state": "completed",
+                "result": result.result,
+                "is_duplicate": bool(result.is_duplicate),
+                "error_message": False,
+                "failure_kind": False,
+            }
+        else:
+            state_vals = {
+                "state": "failed",
+                "result": False,
+                "is_duplicate": False,
+                "error_message": "\n".join(reasons)
+                or self.env._("The registry answer could not be classified."),
+                "failure_kind": "error",
+            }
+        vals = dict(
+            state_vals,
+            matched_programs="\n".join(result.matched_programs or []) or False,
+            raw_response=_dump(result.raw_responses or []),
+            completed_at=fields.Datetime.now(),
+            queued=False,
+        )
+        if result.transaction_id and not self.transaction_id:
+            vals["transaction_id"] = result.transaction_id
+        self.write(vals)
+
+    def _spp_update_lines(self, outcomes):
+        """Write each outcome on its identifier line: by reference_id, else by position."""
+        lines = self.detail_ids.sorted("sequence")
+        by_reference = {line.reference_id: line for line in lines if line.reference_id}
+        for index, outcome in enumerate(outcomes):
+            line = by_reference.get(getattr(outcome, "reference_id", None))
+            if not line and index < len(lines):
+                line = lines[index]
+            if line:
+                line.write(self._spp_outcome_vals(outcome))
+
+    @api.model
+    def _spp_outcome_vals(self, outcome):
+        if outcome is None:
+            return {
+                "status": "failed",
+                "reason": self.env._("No answer for this identifier."),
+                "record_count": 0,
+            }
+        status = outcome.status if outcome.status in dict(OUTCOME_STATUSES) else "failed"
+        return {
+            "status": status,
+            "reason": outcome.reason or False,
+            "record_count": outcome.record_count or 0,
+        }
+
+    @api.model
+    def _spp_chunk_size(self):
+        value = self.env["ir.config_parameter"].sudo().get_param(CHUNK_SIZE_PARAM)
+        try:
+            size = int(value or DEFAULT_CHUNK_SIZE)
+        except ValueError:
+            size = DEFAULT_CHUNK_SIZE
+        return max(size, 1)
+
+    # ------------------------------------------------------------- synchronous
+
+    def action_run_check(self):
+        """Run the checks now, synchronously (PII is read and written with sudo after
+        checking that the user may write these checks)."""
+        self.check_access("write")
+        for check in self.sudo():
+            if check.state != "ready":
+                _logger.info("Check %s is %s; not run again", check.id, check.state)
+                continue
+            check._spp_run_sync()
+        return True
+
+    def _spp_run_sync(self):
+        self.ensure_one()
+        source = self._spp_data_source()
+        service = source._spp_ibr_service()
+        pairs = self._spp_identifiers()
+        if not pairs:
+            self._spp_no_identifier()
+            return
+        now = fields.Datetime.now()
+        self.write({"mode": "sync", "check_date": now, "sent_at": now})
+        try:
+            result = service.check_duplication(pairs)
+        except DCIError as exc:
+            self._spp_fail(str(exc))
+            return
+        self._spp_apply_result(result, pairs, rebuild_lines=True)
+
+    # ------------------------------------------------------------ asynchronous
+
+    def action_run_check_async(self):
+        """Send the checks asynchronously: they stay ``checking`` until the registry's
+        signed on-search callback completes them (or the timeout cron fails them)."""
+        self.check_access("write")
+        sent = self.browse()
+        for check in self.sudo():
+            if check.state != "ready":
+                continue
+            check._spp_send_async()
+            sent |= check
+        if sent:
+            # A callback that overtook our commit is reconciled by the maintenance cron.
+            self.env.ref("spp_dci_client_ibr.ir_cron_spp_dci_ibr_maintenance").sudo()._trigger(
+                fields.Datetime.add(fields.Datetime.now(), seconds=30)
+            )
+        return True
+
+    def _spp_send_async(self):
+        self.ensure_one()
+        source = self._spp_data_source()
+        if not source.our_callback_uri:
+            raise UserError(
+                self.env._(
+                    "Data source %(name)s has no callback URI for asynchronous checks.",
+                    name=source.name,
+                )
+            )
+        if not source.registry_sender_id:
+            raise UserError(
+                self.env._(
+                    "Data source %(name)s has no registry sender: its callbacks could not "
+                    "be verified.",
+                    name=source.name,
+                )
+            )
+        client = source._spp_dci_client()
+        pairs = self._spp_identifiers()
+        if not pairs:
+            self._spp_no_identifier()
+            return
+        transaction_id = str(uuid.uuid4())
+        now = fields.Datetime.now()
+        self.detail_ids.unlink()
+        lines = self.env["spp.dci.duplication.check.detail"].create(
+            [
+                {
+                    "check_id": self.id,
+                    "sequence": index,
+                    "id_type": id_type,
+                    "id_value": id_value,
+                    "status": "pending",
+                }
+                for index, (id_type, id_value) in enumerate(pairs)
+            ]
+        )
+        self.write(
+            {
+                "mode": "async",
+                "state": "checking",
+                "transaction_id": transaction_id,
+                "correlation_id": False,
+                "expected_sender_id": source.registry_sender_id.sender_id,
+                "check_date": now,
+                "sent_at": now,
+                "completed_at": False,
+                "result": False,
+                "error_message": False,
+                "failure_kind": False,
+            }
+        )
+        try:
+            for line in lines:
+                ack = client.search_async(
+                    "idtype-value",
+                    {"type": line.id_type, "value": line.id_value},
+                    transaction_id=transaction_id,
+                )
+                if ack.get("ack_status") != "ACK":
+                    self._spp_fail(
+                        self.env._(
+                            "The registry did not acknowledge the request (%(status)s).",
+                            status=ack.get("ack_status") or "-",
+                        )
+                    )
+                    return
+                references = ack.get("reference_ids") or []
+                line.write(
+                    {
+                        "reference_id": references[0] if references else False,
+                        "correlation_id": ack.get("correlation_id") or False,
+                    }
+                )
+        except DCIError as exc:
+            # Fail closed: the identifiers already sent are not enough for a verdict.
+            self._spp_fail(str(exc))
+            return
+        self.correlation_id = lines[:1].correlation_id
+
+    def _spp_accepts_callback(self):
+        """A callback completes a check waiting for it, or one failed only by the timeout
+        (the answer arrived late but is verified: it is the better information)."""
+        self.ensure_one()
+        return self.state == "checking" or (
+            self.state == "failed" and self.failure_kind == "timeout"
+        )
+
+    def _spp_apply_callback(self, event):
+        """Apply a verified on-search callback; returns the callback log state."""
+        self.ensure_one()
+        self.flush_recordset()
+        self.env.cr.execute(LOCK_CHECK_SQL, (self.id,))
+        self.invalidate_recordset()
+        self.detail_ids.invalidate_recordset()
+        if not self._spp_accepts_callback():
+            return "late"
+        message = event.message if isinstance(event.message, dict) else {}
+        items = [item for item in message.get("search_response") or [] if isinstance(item, dict)]
+        lines = self.detail_ids.sorted("sequence")
+        merged = message
+        if lines and items:
+            if not self._spp_store_items(lines, items):
+                return "unmatched"
+            if any(not line.response_json for line in lines):
+                return "matched"  # more callbacks are due for this transaction
+            merged = dict(message)
+            merged["search_response"] = [json.loads(line.response_json) for line in lines]
+        references = [line.reference_id for line in lines]
+        result = IBRService.parse_callback(
+            merged,
+            reference_ids=references if lines and all(references) else None,
+            identifiers=[(line.id_type, line.id_value) for line in lines] or None,
+        )
+        if any(outcome.status == "pending" for outcome in result.outcomes):
+            self._spp_update_lines(result.outcomes)
+            return "matched"
+        self._spp_apply_result(result)
+        if event.correlation_id and not self.correlation_id:
+            self.correlation_id = event.correlation_id
+        return "matched"
+
+    @api.model
+    def _spp_store_items(self, lines, items):
+        """Store each answered item on its identifier line: by reference_id, or by
+        position only when no reference_id can be compared and the counts match (PROTOCOL §6)."""
+        stored = False
+        by_reference = {line.reference_id: line for line in lines if line.reference_id}
+        if by_reference and any(item.get("reference_id") for item in items):
+            for item in items:
+                line = by_reference.get(item.get("reference_id"))
+                if line:
+                    line.response_json = _dump(item)
+                    stored = True
+            return stored
+        pending = lines.filtered(lambda line: not line.response_json)
+        if len(pending) != len(items):
+            return False
+        for line, item in zip(pending, items, strict=True):
+            line.response_json = _dump(item)
+        return True
+
+    # ------------------------------------------------------------------ retries
+
+    def action_retry(self):
+        """Run failed checks again, the way they were first run."""
+        self.check_access("write")
+        failed = self.filtered(lambda check: check.state == "failed")
+        async_checks = failed.filtered(lambda check: check.mode == "async")
+        failed.sudo()._spp_reset()
+        async_checks.action_run_check_async()
+        (failed - async_checks).action_run_check()
+        return True
+
+    def action_reset_to_draft(self):
+        """OpenSPP-compatible: put failed checks back to ready."""
+        self.check_access("write")
+        self.filtered(lambda check: check.state == "failed").sudo()._spp_reset()
+        return True
+
+    # ------------------------------------------------------------------- batches
+
+    def action_run_batch(self):
+        """Run many checks through the native batch (``check_many``), in chunks."""
+        self.check_access("write")
+        checks = self.filtered(lambda check: check.state in ("ready", "failed"))
+        checks.filtered(lambda check: check.state == "failed").sudo()._spp_reset()
+        return checks._spp_dispatch_batch()
+
+    def _spp_dispatch_batch(self):
+        size = self._spp_chunk_size()
+        ids = self.ids
+        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+        self.write({"queued": True, "mode": "batch"})
+        if chunks:
+            self._spp_dispatch_chunks(chunks)
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": self.env._(
+                    "%(count)s check(s) submitted in %(chunks)s chunk(s).",
+                    count=len(ids),
+                    chunks=len(chunks),
+                ),
+                "type": "info",
+                "sticky": False,
+            },
+        }
+
+    def _spp_dispatch_chunks(self, chunks):
+        """Run one chunk inline; hand more to the batch cron. ``spp_dci_client_ibr_queue``
+        overrides this to turn every chunk into a queue job."""
+        if len(chunks) == 1:
+            self.browse(chunks[0])._spp_run_chunk()
+        else:
+            self.env.ref("spp_dci_client_ibr.ir_cron_spp_dci_ibr_batch").sudo()._trigger()
+
+    def _spp_run_chunk(self):
+        """Check a chunk of queued checks with one ``check_many`` per data source."""
+        self.check_access("write")
+        checks = self.sudo().filtered(
+            lambda check: check.queued and check.state in ("ready", "failed")
+        )
+        by_source = {}
+        for check in checks:
+            try:
+                source = check._spp_data_source()
+            except UserError as exc:
+                check._spp_fail(str(exc))
+                continue
+            by_source.setdefault(source, self.browse().sudo())
+            by_source[source] |= check
+        for source, group in by_source.items():
+            group._spp_run_chunk_on(source)
+        return True
+
+    def _spp_run_chunk_on(self, source):
+        registrants, pairs_by_id = [], {}
+        for check in self:
+            pairs = check._spp_identifiers()
+            if pairs:
+                pairs_by_id[check.id] = pairs
+                registrants.append((check.id, pairs))
+            else:
+                check._spp_no_identifier()
+        if not registrants:
+            return
+        now = fields.Datetime.now()
+        self.browse(list(pairs_by_id)).write({"check_date": now, "sent_at": now})
+        done = set()
+        try:
+            service = source._spp_ibr_service()
+            for result in service.check_many(
+                registrants, batch_size=source.batch_size, concurrency=source.batch_concurrency
+            ):
+                self.browse(result.key)._spp_apply_result(
+                    result, pairs_by_id[result.key], rebuild_lines=True
+                )
+                done.add(result.key)
+        except (DCIError, UserError) as exc:
+            for check_id in pairs_by_id:
+                if check_id not in done:
+                    self.browse(check_id)._spp_fail(str(exc))
+
+    @api.model
+    def _cron_run_queued_checks(self, limit=None):
+        """Batch cron: run queued checks chunk by chunk; re-trigger while some remain."""
+        size = self._spp_chunk_size()
+        domain = [("queued", "=", True), ("state", "in", ("ready", "failed"))]
+        checks = self.search(domain, order="id", limit=limit or size * 4)
+        for start in range(0, len(checks), size):
+            checks[start : start + size]._spp_run_chunk()
+        if self.search_count(domain, limit=1):
+            self.env.ref("spp_dci_client_ibr.ir_cron_spp_dci_ibr_batch")._trigger()
+        return True
+
+    # --------------------------------------------------------------- maintenance
+
+    @api.model
+    def _cron_spp_callback_maintenance(self):
+        """Reconcile callbacks that overtook their check, fail checks whose callback
+        never came, forget expired replay entries."""
+        self.env["spp.dci.callback.log"]._spp_reconcile_unmatched()
+        self._spp_fail_stuck_checks()
+        self.env["spp.dci.callback.replay"]._spp_purge_expired()
+        return True
+
+    @api.model
+    def _spp_fail_stuck_checks(self, now=None):
+        now = now or fields.Datetime.now()
+        message = self.env._("No callback arrived before the timeout.")
+        self.env.flush_all()
+        self.env.cr.execute(
+            FAIL_STUCK_CHECKS_SQL, {"message": message, "now": now, "uid": self.env.uid}
+        )
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        if ids:
+            self.env.cr.execute(
+                FAIL_STUCK_LINES_SQL,
+                {"message": message, "now": now, "uid": self.env.uid, "ids": ids},
+            )
+            _logger.info("%s asynchronous check(s) timed out", len(ids))
+        self.env.invalidate_all()
+        return self.browse(ids)
+
+
+class SppDciDuplicationCheckDetail(models.Model):
+    _name = "spp.dci.duplication.check.detail"
+    _description = "DCI Duplication Check Identifier"
+    _order = "check_id, sequence, id"
+    _rec_name = "id_type"
+
+    check_id = fields.Many2one(
+        "spp.dci.duplication.check", required=True, ondelete="cascade", index=True
+    )
+    sequence = fields.Integer(default=0)
+    id_type = fields.Char(string="Identifier Type")
+    id_value = fields.Char(string="Identifier Value", groups=PII_GROUPS)
+    reference_id = fields.Char(index=True, copy=False)
+    correlation_id = fields.Char(index=True, copy=False)
+    status = fields.Selection(OUTCOME_STATUSES, default="pending", required=True)
+    reason = fields.Text()
+    record_count = fields.Integer()
+    response_json = fields.Text(string="Registry Answer", groups=PII_GROUPS, copy=False)
+    check_state = fields.Selection(related="check_id.state", string="Check State")

@@ -1,0 +1,54 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+"""Contacts list action "Check IBR duplicates": one check per contact, run in chunks."""
+
+from odoo import api, fields, models
+
+
+class SppDciIbrBatchCheckWizard(models.TransientModel):
+    _name = "spp.dci.ibr.batch.check.wizard"
+    _description = "Check IBR Duplicates"
+
+    data_source_id = fields.Many2one(
+        "spp.dci.data.source",
+        required=True,
+        domain=[("registry_type", "=", "ibr")],
+        default=lambda self: self.env["spp.dci.data.source"]._spp_default_ibr_source(),
+    )
+    partner_ids = fields.Many2many("res.partner", string="Registrants")
+    partner_count = fields.Integer(compute="_compute_partner_count")
+
+    @api.depends("partner_ids")
+    def _compute_partner_count(self):
+        for wizard in self:
+            wizard.partner_count = len(wizard.partner_ids)
+
+    def action_run(self):
+        """Create a check per registrant that has an identifier and submit the batch."""
+        self.ensure_one()
+        checks_model = self.env["spp.dci.duplication.check"]
+        checks_model.check_access("create")
+        to_create, values, skipped = [], [], 0
+        for partner in self.partner_ids:
+            pairs = partner._spp_dci_ibr_identifiers()
+            if not pairs:
+                skipped += 1
+                continue
+            to_create.append(
+                {
+                    "partner_id": partner.id,
+                    "data_source_id": self.data_source_id.id,
+                    "identifier_type": pairs[0][0],
+                }
+            )
+            values.append(pairs[0][1])
+        checks = checks_model.create(to_create)
+        # Identifier values are personal data the user may trigger a check on but not read.
+        for check, value in zip(checks.sudo(), values, strict=True):
+            check.identifier_value = value
+        action = checks._spp_dispatch_batch()
+        if skipped:
+            action["params"]["message"] += " " + self.env._(
+                "%(count)s registrant(s) without identifier skipped.", count=skipped
+            )
+        action["params"]["next"] = {"type": "ir.actions.act_window_close"}
+        return action

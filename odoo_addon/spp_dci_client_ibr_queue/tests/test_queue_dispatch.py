@@ -1,0 +1,54 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+from unittest import mock
+
+from odoo.tests import tagged
+from odoo.tests.common import TransactionCase
+
+from odoo.addons.queue_job.tests.common import trap_jobs
+
+
+@tagged("post_install", "-at_install")
+class TestQueueDispatch(TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["ir.config_parameter"].sudo().set_param("spp_dci_client_ibr.batch_chunk_size", "2")
+        cls.source = cls.env["spp.dci.data.source"].create(
+            {
+                "name": "Queue IBR",
+                "code": "queue_ibr",
+                "base_url": "https://ibr.invalid",
+                "auth_type": "none",
+                "allow_unsigned": True,
+                "our_sender_id": "openspp.test",
+            }
+        )
+        partners = cls.env["res.partner"].create([{"name": f"Queued {i}"} for i in range(5)])
+        cls.checks = cls.env["spp.dci.duplication.check"].create(
+            [
+                {
+                    "partner_id": partner.id,
+                    "identifier_type": "UIN",
+                    "identifier_value": f"Q-{i}",
+                    "data_source_id": cls.source.id,
+                }
+                for i, partner in enumerate(partners)
+            ]
+        )
+
+    def test_one_job_per_chunk_and_nothing_runs_inline(self):
+        checks_model = type(self.env["spp.dci.duplication.check"])
+        with (
+            trap_jobs() as trap,
+            mock.patch.object(checks_model, "_spp_run_chunk_on", autospec=True) as run,
+        ):
+            self.checks.action_run_batch()
+            run.assert_not_called()
+            trap.assert_jobs_count(3)
+            self.assertEqual(sorted(len(job.recordset) for job in trap.enqueued_jobs), [1, 2, 2])
+            self.assertTrue(all(self.checks.mapped("queued")))
+            trap.perform_enqueued_jobs()
+        ran = self.env["spp.dci.duplication.check"].browse()
+        for call in run.call_args_list:
+            ran |= call.args[0]
+        self.assertEqual(ran, self.checks)
