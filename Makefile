@@ -37,6 +37,7 @@ py-lint: venv
 	$(VENV)/bin/ruff format --check python tests bench odoo_addon
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest spp_dci_ibr --allowlist .stubtest-allowlist
+	$(VENV)/bin/pylint --rcfile=odoo_addon/.pylintrc odoo_addon/spp_dci_client_ibr odoo_addon/spp_dci_client_ibr_queue
 
 py-test: venv
 	$(PY) -m pytest -q tests
