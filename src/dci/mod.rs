@@ -1,4 +1,5 @@
-//! The protocol core: canonical JSON, signatures, keys, envelopes and the replay guard.
+//! The protocol core: canonical JSON, signatures, keys, envelopes, the replay guard and the
+//! embedded IBR sandbox.
 //! Nothing here knows about Python.
 
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod jwk;
 pub mod keys;
 pub mod keysource;
 pub mod replay;
+pub mod sandbox;
 pub mod signature;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1796 @@
+//! Request handling: routing, limits, faults, authentication, signatures and the IBR routes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use rand_core::{OsRng, RngCore};
+use serde_json::{json, Value};
+
+use super::callbacks::{callback_url, CallbackJob, CallbackQueue};
+use super::dataset::{Dataset, UpdateOutcome};
+use super::faults::{Decision, Faults, Injected};
+use super::query;
+use super::{ErrorStyle, SandboxConfig, Stats};
+use crate::dci::canonical::{self, HeaderForm};
+use crate::dci::envelope::{self, new_id, now_unix, timestamp, ResponseHeader, Signer, Status};
+use crate::dci::error::Result;
+use crate::dci::jwk::{to_jwk, Jwk, Jwks};
+use crate::dci::keys::{Algorithm, SigningKey};
+use crate::dci::replay::ReplayGuard;
+use crate::dci::signature::{self, Keys, Outcome, Policy};
+
+const REG_TYPE: &str = "ns:org:RegistryType:IBR";
+const REG_RECORD_TYPE: &str = "Beneficiary";
+const MAX_TXNS: usize = 10_000;
+const MAX_SUBSCRIPTIONS: usize = 10_000;
+const MAX_TOKENS: usize = 100_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Token,
+    Jwks,
+    SyncSearch,
+    Search,
+    Subscribe,
+    Unsubscribe,
+    TxnStatus,
+    SyncTxnStatus,
+    SyncEnrolled,
+    SyncEnrollmentUpdates,
+}
+
+impl Route {
+    const ALL: [Route; 10] = [
+        Route::Token,
+        Route::Jwks,
+        Route::SyncSearch,
+        Route::Search,
+        Route::Subscribe,
+        Route::Unsubscribe,
+        Route::TxnStatus,
+        Route::SyncTxnStatus,
+        Route::SyncEnrolled,
+        Route::SyncEnrollmentUpdates,
+    ];
+
+    fn path(self) -> &'static str {
+        match self {
+            Route::Token => "/oauth2/client/token",
+            Route::Jwks => "/.well-known/jwks.json",
+            Route::SyncSearch => "/registry/sync/search",
+            Route::Search => "/registry/search",
+            Route::Subscribe => "/registry/subscribe",
+            Route::Unsubscribe => "/registry/unsubscribe",
+            Route::TxnStatus => "/registry/txn/status",
+            Route::SyncTxnStatus => "/registry/sync/txn/status",
+            Route::SyncEnrolled => "/registry/sync/enrolled",
+            Route::SyncEnrollmentUpdates => "/registry/sync/enrollment/updates",
+        }
+    }
+
+    fn is_registry(self) -> bool {
+        !matches!(self, Route::Token | Route::Jwks)
+    }
+
+    /// `header.action` values accepted (empty: any; the spec is loose for these routes).
+    fn actions(self) -> &'static [&'static str] {
+        match self {
+            Route::SyncSearch | Route::Search => &["search"],
+            Route::Subscribe => &["subscribe"],
+            Route::Unsubscribe => &["unsubscribe"],
+            Route::TxnStatus | Route::SyncTxnStatus => &["txn-status", "txn/status", "txn_status"],
+            _ => &[],
+        }
+    }
+}
+
+/// An answer to write.
+enum Reply {
+    Json {
+        status: u16,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+    },
+    Garbage,
+    Drop,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Reply {
+        Reply::Json {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        if let Reply::Json { headers, .. } = &mut self {
+            headers.push((name, value));
+        }
+        self
+    }
+}
+
+struct Tokens {
+    live: HashMap<String, Instant>,
+}
+
+impl Tokens {
+    fn issue(&mut self, lifetime: Duration) -> String {
+        let now = Instant::now();
+        if self.live.len() >= MAX_TOKENS {
+            self.live.retain(|_, exp| *exp > now);
+            if self.live.len() >= MAX_TOKENS {
+                // Still full of live tokens: forget the one closest to expiry.
+                if let Some(k) = self
+                    .live
+                    .iter()
+                    .min_by_key(|(_, e)| **e)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.live.remove(&k);
+                }
+            }
+        }
+        let mut raw = [0u8; 32];
+        OsRng.fill_bytes(&mut raw);
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        self.live.insert(token.clone(), now + lifetime);
+        token
+    }
+
+    fn valid(&self, token: &str) -> bool {
+        self.live
+            .get(token)
+            .is_some_and(|exp| *exp > Instant::now())
+    }
+}
+
+struct Txn {
+    txn_type: &'static str,
+    correlation_id: String,
+    reference_ids: Vec<String>,
+    /// Canonical `{"header":…,"message":…}` of the answer, when it fit in memory.
+    payload: Option<String>,
+    cost: usize,
+}
+
+/// Transactions seen, per sender, bounded in count and bytes (oldest forgotten first).
+#[derive(Default)]
+struct TxnStore {
+    map: HashMap<(String, String), Txn>,
+    order: VecDeque<(String, String)>,
+    bytes: usize,
+}
+
+impl TxnStore {
+    fn insert(&mut self, sender: &str, transaction_id: &str, mut txn: Txn, budget: usize) {
+        if let Some(p) = &txn.payload {
+            if p.len() > budget / 4 {
+                txn.payload = None;
+            }
+        }
+        txn.cost = 128
+            + transaction_id.len()
+            + txn.correlation_id.len()
+            + txn
+                .reference_ids
+                .iter()
+                .map(|r| r.len() + 24)
+                .sum::<usize>()
+            + txn.payload.as_ref().map_or(0, String::len);
+        let key = (sender.to_owned(), transaction_id.to_owned());
+        self.bytes += txn.cost;
+        if let Some(old) = self.map.insert(key.clone(), txn) {
+            self.bytes -= old.cost;
+            self.order.retain(|k| *k != key);
+        }
+        self.order.push_back(key);
+        while self.bytes > budget || self.map.len() > MAX_TXNS {
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.map.remove(&k) {
+                self.bytes -= old.cost;
+            }
+        }
+    }
+
+    fn find(&self, sender: &str, attribute_type: &str, value: &Value) -> Option<&Txn> {
+        match (attribute_type, value) {
+            ("transaction_id", Value::String(t)) => self.map.get(&(sender.to_owned(), t.clone())),
+            ("correlation_id", Value::String(c)) => self
+                .order
+                .iter()
+                .rev()
+                .filter(|k| k.0 == sender)
+                .filter_map(|k| self.map.get(k))
+                .find(|t| t.correlation_id == *c),
+            ("reference_id_list", Value::Array(refs)) => {
+                let wanted: HashSet<&str> = refs.iter().filter_map(Value::as_str).collect();
+                self.order
+                    .iter()
+                    .rev()
+                    .filter(|k| k.0 == sender)
+                    .filter_map(|k| self.map.get(k))
+                    .find(|t| t.reference_ids.iter().any(|r| wanted.contains(r.as_str())))
+            }
+            _ => None,
+        }
+    }
+}
+
+struct Subscription {
+    sender_id: String,
+}
+
+/// State shared by the request and callback threads.
+pub(super) struct Shared {
+    pub cfg: SandboxConfig,
+    pub prefix: String,
+    pub signer: Signer,
+    pub jwks: Value,
+    pub client_id: String,
+    pub client_secret: String,
+    pub stopping: AtomicBool,
+    pub callbacks: CallbackQueue,
+    tokens: Mutex<Tokens>,
+    client_keys: RwLock<HashMap<String, Jwks>>,
+    replay: Mutex<ReplayGuard>,
+    dataset: RwLock<Dataset>,
+    faults: RwLock<Faults>,
+    fault_seq: AtomicU64,
+    txns: Mutex<TxnStore>,
+    subscriptions: Mutex<HashMap<String, Subscription>>,
+    stats: Mutex<Stats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn random_text(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn normalise_prefix(prefix: &str) -> String {
+    let p = prefix.trim().trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("/{p}")
+    }
+}
+
+impl Shared {
+    pub fn new(cfg: SandboxConfig, dataset: Dataset) -> Result<Self> {
+        let key = match &cfg.signing_key {
+            Some(k) => k.clone(),
+            None => Arc::new(SigningKey::generate(Algorithm::Ed25519, 0)?),
+        };
+        let signer = Signer::new(key.clone(), &cfg.sender_id, &cfg.key_id)?;
+        let jwks = json!({"keys": [to_jwk(&key.verifying_key(), Some(&signer.kid()))]});
+        let client_id = cfg
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("ibr-sandbox-{}", random_text(4)));
+        let client_secret = cfg.client_secret.clone().unwrap_or_else(|| random_text(24));
+        Ok(Shared {
+            prefix: normalise_prefix(&cfg.prefix),
+            faults: RwLock::new(cfg.faults.clone()),
+            signer,
+            jwks,
+            client_id,
+            client_secret,
+            stopping: AtomicBool::new(false),
+            callbacks: CallbackQueue::default(),
+            tokens: Mutex::new(Tokens {
+                live: HashMap::new(),
+            }),
+            client_keys: RwLock::new(HashMap::new()),
+            replay: Mutex::new(ReplayGuard::new(1_000_000)),
+            dataset: RwLock::new(dataset),
+            fault_seq: AtomicU64::new(0),
+            txns: Mutex::new(TxnStore::default()),
+            subscriptions: Mutex::new(HashMap::new()),
+            stats: Mutex::new(Stats::default()),
+            cfg,
+        })
+    }
+
+    pub fn dataset(&self) -> RwLockReadGuard<'_, Dataset> {
+        self.dataset.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register_key(&self, sender_id: &str, key: Jwk) {
+        let mut keys = self.client_keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.entry(sender_id.to_owned()).or_default().keys.push(key);
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = lock(&self.stats).clone();
+        stats.callbacks_pending = self.callbacks.pending() as u64;
+        stats
+    }
+
+    pub fn reset_stats(&self) {
+        *lock(&self.stats) = Stats::default();
+    }
+
+    pub fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut lock(&self.stats));
+    }
+
+    fn count_fault(&self, kind: &str) {
+        self.count(|s| *s.faults.entry(kind.to_owned()).or_default() += 1);
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        let mut f = self.faults.write().unwrap_or_else(|p| p.into_inner());
+        *f = faults;
+        self.fault_seq.store(0, Ordering::SeqCst);
+    }
+
+    fn decide(&self) -> (Decision, u64) {
+        let f = self.faults.read().unwrap_or_else(|p| p.into_inner());
+        let seq = self.fault_seq.fetch_add(1, Ordering::SeqCst);
+        (f.decide(seq), f.callback_delay_ms)
+    }
+
+    fn route(&self, path: &str) -> Option<Route> {
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        let rest = if rest.len() > 1 {
+            rest.trim_end_matches('/')
+        } else {
+            rest
+        };
+        Route::ALL.into_iter().find(|r| r.path() == rest)
+    }
+
+    /// An error answer in the configured style.
+    fn error(&self, status: u16, code: &str, message: &str) -> Reply {
+        let body = match self.cfg.error_style {
+            ErrorStyle::Errors => json!({"errors": [{"code": code, "message": message}]}),
+            ErrorStyle::Ack => json!({"message": {
+                "ack_status": "ERR",
+                "timestamp": timestamp(now_unix()),
+                "correlation_id": new_id(),
+                "error": {"code": code, "message": message},
+            }}),
+            ErrorStyle::Detail => json!({"detail": {"code": code, "message": message}}),
+            ErrorStyle::DetailText => json!({"detail": message}),
+        };
+        Reply::json(status, body.to_string())
+    }
+
+    fn signed(
+        &self,
+        header: &Value,
+        message: &Value,
+        bad_signature: bool,
+    ) -> Result<(String, String)> {
+        let payload = canonical::signing_payload(&header, &message, HeaderForm::AsReceived)?;
+        let signature = if bad_signature {
+            // Signs other bytes: the answer is intact but its signature does not verify.
+            self.signer
+                .sign_payload(&format!("{payload} "), now_unix())?
+        } else {
+            self.signer.sign_payload(&payload, now_unix())?
+        };
+        Ok((
+            payload.clone(),
+            envelope::body_from_payload(payload, &signature),
+        ))
+    }
+}
+
+/// The request loop of one worker thread.
+pub(super) fn serve(http: &tiny_http::Server, sh: &Shared) {
+    loop {
+        match http.recv() {
+            Ok(rq) => handle(sh, rq),
+            Err(_) if sh.stopping.load(Ordering::SeqCst) => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn header_value(rq: &tiny_http::Request, name: &'static str) -> Option<String> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_owned())
+}
+
+enum BodyError {
+    TooLarge,
+    Io,
+}
+
+fn read_body(rq: &mut tiny_http::Request, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
+    if rq.body_length().is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limit));
+    rq.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| BodyError::Io)?;
+    if body.len() > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(body)
+}
+
+fn handle(sh: &Shared, mut rq: tiny_http::Request) {
+    let url = rq.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let route = sh.route(path);
+    sh.count(|s| {
+        *s.requests
+            .entry(route.map_or("other", Route::path).to_owned())
+            .or_default() += 1
+    });
+    let reply = match route {
+        None => sh.error(404, "err.request.not_found", "no such route"),
+        Some(route) => process(sh, &mut rq, route, query),
+    };
+    send(sh, rq, reply);
+}
+
+fn send(sh: &Shared, rq: tiny_http::Request, reply: Reply) {
+    use tiny_http::{Header, Response};
+    match reply {
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => {
+            let mut resp = Response::from_data(body.into_bytes())
+                .with_status_code(status)
+                .with_header(
+                    Header::from_bytes("Content-Type", "application/json").expect("valid header"),
+                );
+            for (name, value) in headers {
+                if let Ok(h) = Header::from_bytes(name, value) {
+                    resp.add_header(h);
+                }
+            }
+            sh.count(|s| *s.responses.entry(status).or_default() += 1);
+            let _ = rq.respond(resp);
+        }
+        Reply::Garbage => {
+            let resp =
+                Response::from_data(b"<html><body>502 \xff\xfe upstream garbage {\"".to_vec())
+                    .with_header(
+                        Header::from_bytes("Content-Type", "application/json")
+                            .expect("valid header"),
+                    );
+            sh.count(|s| *s.responses.entry(200).or_default() += 1);
+            let _ = rq.respond(resp);
+        }
+        Reply::Drop => {
+            // tiny_http gives no way to close the socket: the answer is a line that is not
+            // HTTP, so the client sees its connection break without a status and closes it.
+            let mut w = rq.into_writer();
+            let _ = w.write_all(b"\0DROPPED\r\n\r\n");
+            let _ = w.flush();
+        }
+    }
+}
+
+fn process(sh: &Shared, rq: &mut tiny_http::Request, route: Route, query: &str) -> Reply {
+    let want = if route == Route::Jwks {
+        tiny_http::Method::Get
+    } else {
+        tiny_http::Method::Post
+    };
+    if *rq.method() != want {
+        return sh
+            .error(405, "err.request.bad", "method not allowed")
+            .with_header("Allow", want.to_string());
+    }
+    let body = match read_body(rq, sh.cfg.max_body_bytes) {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return sh.error(
+                413,
+                "err.request.bad",
+                &format!("body larger than {} bytes", sh.cfg.max_body_bytes),
+            )
+        }
+        Err(BodyError::Io) => return sh.error(400, "err.request.bad", "body could not be read"),
+    };
+    let (decision, callback_delay_ms) = if route.is_registry() {
+        sh.decide()
+    } else {
+        (Decision::NONE, 0)
+    };
+    if decision.latency_ms > 0 {
+        sh.count_fault("latency");
+        std::thread::sleep(Duration::from_millis(decision.latency_ms));
+    }
+    match decision.injected {
+        Injected::None => {}
+        Injected::Drop => {
+            sh.count_fault("drop");
+            return Reply::Drop;
+        }
+        Injected::Garbage => {
+            sh.count_fault("garbage");
+            return Reply::Garbage;
+        }
+        Injected::Status(status) => {
+            sh.count_fault(&format!("status_{status}"));
+            let (code, text) = match status {
+                400 => ("err.request.bad", "injected fault: bad request"),
+                401 => ("err.request.unauthorized", "injected fault: unauthorized"),
+                403 => ("err.request.forbidden", "injected fault: forbidden"),
+                404 => ("err.request.not_found", "injected fault: not found"),
+                408 | 504 => ("err.request.timeout", "injected fault: timeout"),
+                429 => (
+                    "err.request.too_many_requests",
+                    "injected fault: too many requests",
+                ),
+                _ => (
+                    "err.service.unavailable",
+                    "injected fault: service unavailable",
+                ),
+            };
+            let mut reply = sh.error(status, code, text);
+            if let (429 | 503, Some(after)) = (status, sh.faults().retry_after) {
+                reply = reply.with_header("Retry-After", after.to_string());
+            }
+            return reply;
+        }
+    }
+    let authorization = header_value(rq, "Authorization");
+    match route {
+        Route::Token => token(sh, authorization.as_deref(), query, &body),
+        Route::Jwks => Reply::json(200, sh.jwks.to_string()),
+        _ => registry(
+            sh,
+            route,
+            authorization.as_deref(),
+            &body,
+            decision,
+            callback_delay_ms,
+        ),
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// OAuth2 client credentials
+// ----------------------------------------------------------------------------------------------
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form(text: &str) -> HashMap<String, String> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({"error": error, "error_description": description}).to_string(),
+    )
+}
+
+fn token(sh: &Shared, authorization: Option<&str>, query: &str, body: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(body);
+    let mut params = if text.trim_start().starts_with('{') {
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(o)) => o
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+                .collect(),
+            _ => HashMap::new(),
+        }
+    } else {
+        form(&text)
+    };
+    for (k, v) in form(query) {
+        params.entry(k).or_insert(v);
+    }
+    let grant = params.get("grant_type").map(String::as_str).unwrap_or("");
+    if grant != "client_credentials" {
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported",
+        );
+    }
+    let basic = authorization.and_then(|a| {
+        let (scheme, rest) = a.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        Some((percent_decode(id), percent_decode(secret)))
+    });
+    let (id, secret) = match basic {
+        Some(pair) => pair,
+        None => (
+            params.get("client_id").cloned().unwrap_or_default(),
+            params.get("client_secret").cloned().unwrap_or_default(),
+        ),
+    };
+    if !(same(&id, &sh.client_id) && same(&secret, &sh.client_secret)) {
+        sh.count(|s| s.auth_failures += 1);
+        return oauth_error(401, "invalid_client", "client authentication failed")
+            .with_header("WWW-Authenticate", "Basic realm=\"ibr-sandbox\"".into());
+    }
+    let lifetime = sh.cfg.token_lifetime.max(1);
+    let access_token = lock(&sh.tokens).issue(Duration::from_secs(lifetime));
+    sh.count(|s| s.tokens_issued += 1);
+    let mut answer = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+    });
+    if let Some(scope) = params.get("scope") {
+        answer["scope"] = Value::String(scope.clone());
+    }
+    Reply::json(200, answer.to_string()).with_header("Cache-Control", "no-store".into())
+}
+
+// ----------------------------------------------------------------------------------------------
+// The /registry routes: authentication, envelope, signature, then the handlers
+// ----------------------------------------------------------------------------------------------
+
+/// Deepest JSON nesting in `body` (brackets outside strings), stopping past `limit`.
+fn json_depth_exceeds(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A request that passed every check.
+struct Ctx<'a> {
+    sh: &'a Shared,
+    header: &'a Value,
+    message: &'a Value,
+    sender_id: &'a str,
+    decision: Decision,
+    callback_delay_ms: u64,
+}
+
+fn registry(
+    sh: &Shared,
+    route: Route,
+    authorization: Option<&str>,
+    body: &[u8],
+    decision: Decision,
+    callback_delay_ms: u64,
+) -> Reply {
+    if sh.cfg.require_auth {
+        let token = authorization.and_then(|a| {
+            let (scheme, rest) = a.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+        let ok = token.is_some_and(|t| lock(&sh.tokens).valid(t));
+        if !ok {
+            sh.count(|s| s.auth_failures += 1);
+            let why = if token.is_none() {
+                "a bearer token is required"
+            } else {
+                "the bearer token is invalid or expired"
+            };
+            return sh
+                .error(401, "err.request.unauthorized", why)
+                .with_header("WWW-Authenticate", "Bearer".into());
+        }
+    }
+    if json_depth_exceeds(body, sh.cfg.max_json_depth) {
+        return sh.error(
+            400,
+            "err.request.bad",
+            &format!("JSON nested deeper than {} levels", sh.cfg.max_json_depth),
+        );
+    }
+    let doc: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return sh.error(400, "err.request.bad", "body is not JSON"),
+    };
+    let (Some(header), Some(message)) = (
+        doc.get("header").filter(|h| h.is_object()),
+        doc.get("message").filter(|m| m.is_object()),
+    ) else {
+        return sh.error(
+            400,
+            "err.request.bad",
+            "body must be an envelope with 'header' and 'message' objects",
+        );
+    };
+    let field = |name: &str| {
+        header
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let (Some(message_id), Some(sender_id), Some(action)) =
+        (field("message_id"), field("sender_id"), field("action"))
+    else {
+        return sh.error(
+            400,
+            "err.request.bad",
+            "header needs non-empty 'message_id', 'sender_id' and 'action'",
+        );
+    };
+    let actions = route.actions();
+    if !actions.is_empty() && !actions.contains(&action) {
+        return sh.error(
+            400,
+            "err.request.bad",
+            &format!(
+                "action '{action}' is not valid here (expected '{}')",
+                actions[0]
+            ),
+        );
+    }
+    if header.get("is_msg_encrypted") == Some(&Value::Bool(true)) {
+        return sh.error(
+            400,
+            "err.encryption.invalid",
+            "the sandbox does not support encrypted messages",
+        );
+    }
+    if sh.cfg.require_signatures {
+        if let Err(reply) = verify(
+            sh,
+            doc.get("signature"),
+            header,
+            message,
+            sender_id,
+            message_id,
+        ) {
+            return reply;
+        }
+    }
+    let ctx = Ctx {
+        sh,
+        header,
+        message,
+        sender_id,
+        decision,
+        callback_delay_ms,
+    };
+    let result = match route {
+        Route::SyncSearch => sync_search(&ctx),
+        Route::Search => async_search(&ctx),
+        Route::Subscribe => subscribe(&ctx),
+        Route::Unsubscribe => unsubscribe(&ctx),
+        Route::TxnStatus => txn_status(&ctx, false),
+        Route::SyncTxnStatus => txn_status(&ctx, true),
+        Route::SyncEnrolled => enrolled(&ctx),
+        Route::SyncEnrollmentUpdates => enrollment_updates(&ctx),
+        Route::Token | Route::Jwks => unreachable!("not a registry route"),
+    };
+    result.unwrap_or_else(|_| {
+        sh.error(
+            500,
+            "err.service.unavailable",
+            "the sandbox could not build its answer",
+        )
+    })
+}
+
+fn verify(
+    sh: &Shared,
+    signature: Option<&Value>,
+    header: &Value,
+    message: &Value,
+    sender_id: &str,
+    message_id: &str,
+) -> std::result::Result<(), Reply> {
+    let refuse = |code: &str, why: &str| {
+        sh.count(|s| s.signature_failures += 1);
+        Err(sh.error(401, code, why))
+    };
+    let keys = sh.client_keys.read().unwrap_or_else(|p| p.into_inner());
+    let Some(jwks) = keys.get(sender_id) else {
+        return refuse(
+            "err.sender_id.invalid",
+            &format!("no key is registered for sender '{sender_id}'"),
+        );
+    };
+    let field = match signature {
+        None | Some(Value::Null) => return refuse("err.signature.missing", "signature is missing"),
+        Some(Value::String(s)) if s.is_empty() => {
+            return refuse("err.signature.missing", "signature is missing")
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return refuse("err.signature.invalid", "signature must be a string"),
+    };
+    if let Ok(params) = signature::parse_params(field) {
+        if params.kid_sender().is_some_and(|k| k != sender_id) {
+            return refuse(
+                "err.signature.invalid",
+                "the signature's kidId names another sender",
+            );
+        }
+    }
+    let now = now_unix();
+    let check = match signature::check(field, &header, &message, &Keys::Set(jwks), Policy::at(now))
+    {
+        Ok(c) => c,
+        Err(_) => return refuse("err.signature.invalid", "signature could not be checked"),
+    };
+    drop(keys);
+    if check.outcome != Outcome::Valid {
+        return refuse(
+            "err.signature.invalid",
+            &format!("signature is {}", check.outcome.as_str()),
+        );
+    }
+    if sh.cfg.reject_replays {
+        let expires = check.expires.unwrap_or(now);
+        match lock(&sh.replay).check(sender_id, message_id, expires, now) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(sh.error(
+                    409,
+                    "err.request.bad",
+                    "message_id already received (rjct.message_id.duplicate)",
+                ))
+            }
+            Err(_) => return Err(sh.error(503, "err.service.unavailable", "replay guard is full")),
+        }
+    }
+    Ok(())
+}
+
+impl Ctx<'_> {
+    fn transaction_id(&self) -> Value {
+        self.message
+            .get("transaction_id")
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// A signed envelope answer (action `action`, every item completed).
+    fn envelope(
+        &self,
+        action: &str,
+        status: Status,
+        reason: Option<(&str, &str)>,
+        total: usize,
+        message: &Value,
+    ) -> Result<(String, String)> {
+        let header = ResponseHeader {
+            action,
+            status,
+            status_reason_code: reason.map(|r| r.0),
+            status_reason_message: reason.map(|r| r.1),
+            total_count: total,
+            completed_count: total,
+            sender_id: self.sh.signer.sender_id(),
+            receiver_id: self.sender_id,
+        }
+        .to_value();
+        if self.decision.bad_signature {
+            self.sh.count_fault("bad_signature");
+        }
+        self.sh
+            .signed(&header, message, self.decision.bad_signature)
+    }
+
+    fn remember(
+        &self,
+        txn_type: &'static str,
+        correlation_id: &str,
+        reference_ids: Vec<String>,
+        payload: Option<String>,
+    ) {
+        let Some(transaction_id) = self.message.get("transaction_id").and_then(Value::as_str)
+        else {
+            return;
+        };
+        lock(&self.sh.txns).insert(
+            self.sender_id,
+            transaction_id,
+            Txn {
+                txn_type,
+                correlation_id: correlation_id.to_owned(),
+                reference_ids,
+                payload,
+                cost: 0,
+            },
+            self.sh.cfg.txn_memory_bytes,
+        );
+    }
+
+    /// The callback URL for `route`, or an error answer when `sender_uri` is unusable.
+    fn callback_target(&self, route: &str) -> std::result::Result<String, Reply> {
+        let bad = |why: &str| Err(self.sh.error(400, "err.sender_uri.invalid", why));
+        let Some(uri) = self
+            .header
+            .get("sender_uri")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return bad("an asynchronous request needs a 'sender_uri' for the callback");
+        };
+        let url = callback_url(uri, route);
+        let Ok(parsed) = reqwest::Url::parse(&url) else {
+            return bad("sender_uri is not a URL");
+        };
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return bad("sender_uri must be http or https");
+        }
+        let host = parsed.host_str().unwrap_or("");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback && !self.sh.cfg.allow_remote_callbacks {
+            return bad("the sandbox only calls back loopback addresses");
+        }
+        Ok(url)
+    }
+
+    fn ack(&self, correlation_id: &str) -> Reply {
+        Reply::json(
+            202,
+            json!({"message": {
+                "ack_status": "ACK",
+                "timestamp": timestamp(now_unix()),
+                "correlation_id": correlation_id,
+                "error": null,
+            }})
+            .to_string(),
+        )
+    }
+
+    fn queue_callback(&self, url: String, action: &'static str, total: usize, message: Value) {
+        if self.callback_delay_ms > 0 {
+            self.sh.count_fault("late_callback");
+        }
+        if self.decision.duplicate_callback {
+            self.sh.count_fault("duplicate_callback");
+        }
+        if self.decision.bad_signature {
+            self.sh.count_fault("bad_signature");
+        }
+        self.sh.callbacks.push(CallbackJob {
+            due: Instant::now() + Duration::from_millis(self.callback_delay_ms),
+            url,
+            action,
+            receiver_id: self.sender_id.to_owned(),
+            status: Status::Succ,
+            total_count: total,
+            completed_count: total,
+            message,
+            bad_signature: self.decision.bad_signature,
+            duplicate: self.decision.duplicate_callback,
+        });
+    }
+
+    fn scramble_references(&self, items: &mut [Value]) {
+        if !self.decision.wrong_reference {
+            return;
+        }
+        self.sh.count_fault("wrong_reference");
+        for item in items {
+            if let Some(obj) = item.as_object_mut() {
+                obj.insert(
+                    "reference_id".into(),
+                    Value::String(format!("wrong-{}", new_id())),
+                );
+            }
+        }
+    }
+}
+
+fn items_of<'a>(ctx: &Ctx<'a>, name: &str) -> std::result::Result<&'a Vec<Value>, Reply> {
+    match ctx.message.get(name) {
+        Some(Value::Array(items)) => Ok(items),
+        _ => Err(ctx.sh.error(
+            400,
+            "err.request.bad",
+            &format!("message.{name} must be a list"),
+        )),
+    }
+}
+
+/// Reference ids of request items: `Ok(id)` or `Err((code, message))` for a missing or repeated one.
+fn reference_ids(items: &[Value]) -> Vec<std::result::Result<String, (&'static str, String)>> {
+    let mut seen = HashSet::with_capacity(items.len());
+    items
+        .iter()
+        .map(|item| {
+            let id = match item.get("reference_id") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => {
+                    return Err((
+                        "rjct.reference_id.invalid",
+                        "reference_id is missing".to_owned(),
+                    ))
+                }
+            };
+            if !seen.insert(id.clone()) {
+                return Err((
+                    "rjct.reference_id.duplicate",
+                    format!("reference_id '{id}' appears twice in the batch"),
+                ));
+            }
+            Ok(id)
+        })
+        .collect()
+}
+
+fn rejected(reference: Value, ts: &str, code: &str, message: &str) -> Value {
+    json!({
+        "reference_id": reference,
+        "timestamp": ts,
+        "status": "rjct",
+        "status_reason_code": code,
+        "status_reason_message": message,
+        "locale": "eng",
+    })
+}
+
+fn page_param(p: Option<&Value>, name: &str, default: usize) -> std::result::Result<usize, String> {
+    match p.and_then(|p| p.get(name)) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => match v.as_f64() {
+            Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= 1e9 => Ok(n as usize),
+            _ => Err(format!(
+                "pagination.{name} must be a whole number of at least 1"
+            )),
+        },
+    }
+}
+
+/// Answers the items of a `search_request`, one `search_response` item each.
+fn search_items(sh: &Shared, items: &[Value]) -> (Vec<Value>, usize) {
+    let ds = sh.dataset();
+    let ts = timestamp(now_unix());
+    let mut records_returned = 0;
+    let refs = reference_ids(items);
+    let out = items
+        .iter()
+        .zip(refs)
+        .map(|(item, reference)| {
+            let reference = match reference {
+                Ok(r) => r,
+                Err((code, why)) => {
+                    let raw = item.get("reference_id").cloned().unwrap_or(Value::Null);
+                    return rejected(raw, &ts, code, &why);
+                }
+            };
+            let bad =
+                |code: &str, why: &str| rejected(Value::String(reference.clone()), &ts, code, why);
+            let Some(criteria) = item.get("search_criteria").filter(|c| c.is_object()) else {
+                return bad("rjct.search_criteria.invalid", "search_criteria is missing");
+            };
+            let query_type = criteria
+                .get("query_type")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let Some(q) = criteria.get("query") else {
+                return bad(
+                    "rjct.search_criteria.invalid",
+                    "search_criteria.query is missing",
+                );
+            };
+            let cond = match query::parse(&ds, query_type, q) {
+                Ok(c) => c,
+                Err(why) => return bad("rjct.search_criteria.invalid", &why),
+            };
+            let pagination = criteria.get("pagination");
+            let (size, number) = match (
+                page_param(pagination, "page_size", sh.cfg.max_page_size),
+                page_param(pagination, "page_number", 1),
+            ) {
+                (Ok(s), Ok(n)) => (s.min(sh.cfg.max_page_size.max(1)), n),
+                (Err(why), _) | (_, Err(why)) => return bad("rjct.pagination.invalid", &why),
+            };
+            let hits = cond.find(&ds);
+            let start = (number - 1).saturating_mul(size).min(hits.len());
+            let end = start.saturating_add(size).min(hits.len());
+            let records: Vec<Value> = hits[start..end]
+                .iter()
+                .map(|i| ds.entry(*i).record())
+                .collect();
+            records_returned += records.len();
+            let text = |name: &str, default: &str| {
+                criteria
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or(default)
+                    .to_owned()
+            };
+            json!({
+                "reference_id": reference,
+                "timestamp": ts,
+                "status": "succ",
+                "data": {
+                    "version": "1.0.0",
+                    "reg_type": text("reg_type", REG_TYPE),
+                    "reg_record_type": text("reg_record_type", REG_RECORD_TYPE),
+                    "reg_records": records,
+                },
+                "pagination": {"page_size": size, "page_number": number, "total_count": hits.len()},
+                "locale": "eng",
+            })
+        })
+        .collect();
+    (out, records_returned)
+}
+
+fn reference_list(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| {
+            i.get("reference_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn too_many(ctx: &Ctx<'_>, n: usize, list: &str, action: &str) -> Option<Result<Reply>> {
+    if n <= ctx.sh.cfg.max_batch_items {
+        return None;
+    }
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": new_id(),
+        list: [],
+    });
+    let why = format!(
+        "{n} items; at most {} per message",
+        ctx.sh.cfg.max_batch_items
+    );
+    Some(
+        ctx.envelope(
+            action,
+            Status::Rjct,
+            Some(("rjct.total_count.limit_exceeded", &why)),
+            n,
+            &message,
+        )
+        .map(|(_, body)| Reply::json(200, body)),
+    )
+}
+
+fn sync_search(ctx: &Ctx<'_>) -> Result<Reply> {
+    let items = match items_of(ctx, "search_request") {
+        Ok(i) => i,
+        Err(reply) => return Ok(reply),
+    };
+    if let Some(r) = too_many(ctx, items.len(), "search_response", "on-search") {
+        return r;
+    }
+    let (mut answers, records) = search_items(ctx.sh, items);
+    ctx.sh.count(|s| {
+        s.search_items += items.len() as u64;
+        s.records_returned += records as u64;
+    });
+    ctx.scramble_references(&mut answers);
+    let references = reference_list(&answers);
+    let correlation_id = new_id();
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": correlation_id,
+        "search_response": answers,
+    });
+    let (payload, body) = ctx.envelope("on-search", Status::Succ, None, items.len(), &message)?;
+    ctx.remember("search", &correlation_id, references, Some(payload));
+    Ok(Reply::json(200, body))
+}
+
+fn async_search(ctx: &Ctx<'_>) -> Result<Reply> {
+    let items = match items_of(ctx, "search_request") {
+        Ok(i) => i,
+        Err(reply) => return Ok(reply),
+    };
+    let url = match ctx.callback_target("on-search") {
+        Ok(u) => u,
+        Err(reply) => return Ok(reply),
+    };
+    if items.len() > ctx.sh.cfg.max_batch_items {
+        return Ok(ctx.sh.error(
+            400,
+            "err.request.bad",
+            &format!(
+                "{} items; at most {} per message (rjct.total_count.limit_exceeded)",
+                items.len(),
+                ctx.sh.cfg.max_batch_items
+            ),
+        ));
+    }
+    let (mut answers, records) = search_items(ctx.sh, items);
+    ctx.sh.count(|s| {
+        s.search_items += items.len() as u64;
+        s.records_returned += records as u64;
+    });
+    ctx.scramble_references(&mut answers);
+    let correlation_id = new_id();
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": correlation_id,
+        "search_response": answers,
+    });
+    let payload = canonical::value_to_string(&json!({"message": message}))?;
+    ctx.remember(
+        "search",
+        &correlation_id,
+        reference_list(&answers),
+        Some(payload),
+    );
+    ctx.queue_callback(url, "on-search", items.len(), message);
+    Ok(ctx.ack(&correlation_id))
+}
+
+fn subscribe(ctx: &Ctx<'_>) -> Result<Reply> {
+    let items = match items_of(ctx, "subscribe_request") {
+        Ok(i) => i,
+        Err(reply) => return Ok(reply),
+    };
+    let url = match ctx.callback_target("on-subscribe") {
+        Ok(u) => u,
+        Err(reply) => return Ok(reply),
+    };
+    let ts = timestamp(now_unix());
+    let ds = ctx.sh.dataset();
+    let mut answers = Vec::with_capacity(items.len());
+    for (item, reference) in items.iter().zip(reference_ids(items)) {
+        let reference = match reference {
+            Ok(r) => r,
+            Err((code, why)) => {
+                answers.push(rejected(
+                    item.get("reference_id").cloned().unwrap_or(Value::Null),
+                    &ts,
+                    code,
+                    &why,
+                ));
+                continue;
+            }
+        };
+        let bad =
+            |code: &str, why: &str| rejected(Value::String(reference.clone()), &ts, code, why);
+        let Some(c) = item.get("subscribe_criteria").filter(|c| c.is_object()) else {
+            answers.push(bad(
+                "rjct.notify_details.invalid",
+                "subscribe_criteria is missing",
+            ));
+            continue;
+        };
+        if c.get("reg_event_type").and_then(Value::as_str).is_none() {
+            answers.push(bad(
+                "rjct.notify_types.invalid",
+                "subscribe_criteria.reg_event_type is missing",
+            ));
+            continue;
+        }
+        let Some(filter) = c.get("filter") else {
+            answers.push(bad(
+                "rjct.notify_details.invalid",
+                "subscribe_criteria.filter is missing",
+            ));
+            continue;
+        };
+        if c.get("notify_record_type")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            answers.push(bad(
+                "rjct.notify_details.invalid",
+                "subscribe_criteria.notify_record_type is missing",
+            ));
+            continue;
+        }
+        if let Some(ft) = c.get("filter_type").and_then(Value::as_str) {
+            if matches!(ft, "idtype-value" | "expression" | "predicate") {
+                if let Err(why) = query::parse(&ds, ft, filter) {
+                    answers.push(bad("rjct.notify_details.invalid", &why));
+                    continue;
+                }
+            }
+        }
+        let code = format!("SUB-{}", new_id());
+        {
+            let mut subs = lock(&ctx.sh.subscriptions);
+            if subs.len() >= MAX_SUBSCRIPTIONS {
+                answers.push(bad(
+                    "rjct.notify_details.invalid",
+                    "the sandbox holds too many subscriptions",
+                ));
+                continue;
+            }
+            subs.insert(
+                code.clone(),
+                Subscription {
+                    sender_id: ctx.sender_id.to_owned(),
+                },
+            );
+        }
+        let mut info = json!({
+            "version": "1.0.0",
+            "code": code,
+            "status": "subscribe",
+            "timestamp": ts,
+        });
+        for key in [
+            "reg_type",
+            "reg_event_type",
+            "frequency",
+            "filter_type",
+            "filter",
+            "notify_record_type",
+        ] {
+            if let Some(v) = c.get(key) {
+                info[key] = v.clone();
+            }
+        }
+        answers.push(json!({
+            "reference_id": reference,
+            "timestamp": ts,
+            "status": "succ",
+            "subscriptions": [info],
+            "locale": "eng",
+        }));
+    }
+    drop(ds);
+    ctx.scramble_references(&mut answers);
+    let correlation_id = new_id();
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": correlation_id,
+        "subscribe_response": answers,
+    });
+    let payload = canonical::value_to_string(&json!({"message": message}))?;
+    ctx.remember(
+        "subscribe",
+        &correlation_id,
+        reference_list(&answers),
+        Some(payload),
+    );
+    ctx.queue_callback(url, "on-subscribe", items.len(), message);
+    Ok(ctx.ack(&correlation_id))
+}
+
+fn unsubscribe(ctx: &Ctx<'_>) -> Result<Reply> {
+    let codes = match items_of(ctx, "subscription_codes") {
+        Ok(i) => i,
+        Err(reply) => return Ok(reply),
+    };
+    let url = match ctx.callback_target("on-unsubscribe") {
+        Ok(u) => u,
+        Err(reply) => return Ok(reply),
+    };
+    let mut removed = Vec::new();
+    let mut unknown = 0usize;
+    {
+        let mut subs = lock(&ctx.sh.subscriptions);
+        for code in codes {
+            let Some(code) = code.as_str() else {
+                unknown += 1;
+                continue;
+            };
+            if subs.get(code).is_some_and(|s| s.sender_id == ctx.sender_id) {
+                subs.remove(code);
+                removed.push(json!({"code": code, "status": "unsubscribe"}));
+            } else {
+                unknown += 1;
+            }
+        }
+    }
+    let correlation_id = new_id();
+    let mut message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": correlation_id,
+        "timestamp": timestamp(now_unix()),
+        "status": if unknown == 0 { "succ" } else { "rjct" },
+        "subscription_status": removed,
+    });
+    if unknown > 0 {
+        message["status_reason_code"] = json!("rjct.subscription_code.invalid");
+        message["status_reason_message"] = json!(format!(
+            "{unknown} subscription code(s) unknown to this registry"
+        ));
+    }
+    ctx.queue_callback(url, "on-unsubscribe", codes.len(), message);
+    Ok(ctx.ack(&correlation_id))
+}
+
+fn txn_status(ctx: &Ctx<'_>, sync: bool) -> Result<Reply> {
+    let Some(req) = ctx
+        .message
+        .get("txnstatus_request")
+        .filter(|r| r.is_object())
+    else {
+        return Ok(ctx.sh.error(
+            400,
+            "err.request.bad",
+            "message.txnstatus_request must be an object",
+        ));
+    };
+    let attribute_type = req
+        .get("attribute_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !matches!(
+        attribute_type,
+        "transaction_id" | "correlation_id" | "reference_id_list"
+    ) {
+        return Ok(ctx.sh.error(
+            400,
+            "err.request.bad",
+            "txnstatus_request.attribute_type must be transaction_id, correlation_id or reference_id_list",
+        ));
+    }
+    let value = req.get("attribute_value").cloned().unwrap_or(Value::Null);
+    let url = if sync {
+        None
+    } else {
+        match ctx.callback_target("txn/on-status") {
+            Ok(u) => Some(u),
+            Err(reply) => return Ok(reply),
+        }
+    };
+    let found = {
+        let txns = lock(&ctx.sh.txns);
+        txns.find(ctx.sender_id, attribute_type, &value).map(|t| {
+            let status = t
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<Value>(p).ok())
+                .and_then(|mut v| v.get_mut("message").map(Value::take));
+            (
+                t.txn_type,
+                t.correlation_id.clone(),
+                t.reference_ids.clone(),
+                status,
+            )
+        })
+    };
+    let Some((txn_type, correlation_id, refs, status)) = found else {
+        return Ok(ctx.sh.error(
+            404,
+            "err.request.not_found",
+            "no such transaction for this sender",
+        ));
+    };
+    let mut status = status.unwrap_or_else(|| {
+        // The answer was too large to keep: its items' statuses only.
+        json!({"correlation_id": correlation_id, "search_response":
+            refs.iter().map(|r| json!({"reference_id": r, "status": "succ"})).collect::<Vec<_>>()})
+    });
+    if let (Value::Array(wanted), Some(Value::Array(items))) =
+        (&value, status.get_mut("search_response"))
+    {
+        items.retain(|i| i.get("reference_id").is_some_and(|r| wanted.contains(r)));
+    }
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": correlation_id,
+        "txnstatus_response": {"txn_type": txn_type, "txn_status": status},
+    });
+    match url {
+        None => {
+            let (_, body) = ctx.envelope("txn-on-status", Status::Succ, None, 1, &message)?;
+            Ok(Reply::json(200, body))
+        }
+        Some(url) => {
+            let ack_correlation = new_id();
+            ctx.queue_callback(url, "txn-on-status", 1, message);
+            Ok(ctx.ack(&ack_correlation))
+        }
+    }
+}
+
+/// The items of an EnrolledRequest: `enrolled_criteria` (object or list), or `enrolled_request`
+/// (list of `{reference_id, enrolled_criteria}`).
+fn enrolled_items(message: &Value) -> Option<Vec<(Option<Value>, &Value)>> {
+    if let Some(Value::Array(items)) = message.get("enrolled_request") {
+        return Some(
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        i.get("reference_id").cloned(),
+                        i.get("enrolled_criteria").unwrap_or(i),
+                    )
+                })
+                .collect(),
+        );
+    }
+    match message.get("enrolled_criteria")? {
+        c @ Value::Object(_) => Some(vec![(
+            c.get("reference_id")
+                .or_else(|| message.get("reference_id"))
+                .cloned(),
+            c,
+        )]),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        i.get("reference_id").cloned(),
+                        i.get("enrolled_criteria").unwrap_or(i),
+                    )
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn enrolled(ctx: &Ctx<'_>) -> Result<Reply> {
+    let Some(items) = enrolled_items(ctx.message) else {
+        return Ok(ctx.sh.error(
+            400,
+            "err.request.bad",
+            "message.enrolled_criteria is missing",
+        ));
+    };
+    if let Some(r) = too_many(ctx, items.len(), "enrolled_response", "on-enrolled") {
+        return r;
+    }
+    let ts = timestamp(now_unix());
+    let ds = ctx.sh.dataset();
+    let mut answers: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(n, (reference, criteria))| {
+            let reference = reference.clone().unwrap_or_else(|| json!((n + 1).to_string()));
+            let query_type = criteria.get("query_type").and_then(Value::as_str).unwrap_or("expression");
+            let cond = criteria
+                .get("query")
+                .ok_or_else(|| "enrolled_criteria.query is missing".to_owned())
+                .and_then(|q| query::parse(&ds, query_type, q));
+            match cond {
+                Err(why) => json!({
+                    "reference_id": reference, "timestamp": ts, "status": "rjct",
+                    "status_reason_code": "rjct.search_criteria.invalid", "status_reason_message": why,
+                }),
+                Ok(cond) => {
+                    let programmes = cond.programmes();
+                    let yes = cond.find(&ds).iter().any(|i| {
+                        ds.entry(*i).enrolments.iter().any(|e| {
+                            e.status.is_some_and(|s| s.is_current())
+                                && (programmes.is_empty() || programmes.contains(&e.programme_id.as_str()))
+                        })
+                    });
+                    json!({
+                        "reference_id": reference, "timestamp": ts, "status": "succ",
+                        "enrolled_status": if yes { "yes" } else { "no" },
+                    })
+                }
+            }
+        })
+        .collect();
+    drop(ds);
+    ctx.scramble_references(&mut answers);
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": new_id(),
+        "enrolled_response": answers,
+    });
+    if ctx.sh.cfg.bare_enrolled {
+        return Ok(Reply::json(200, message.to_string()));
+    }
+    let (_, body) = ctx.envelope("on-enrolled", Status::Succ, None, items.len(), &message)?;
+    Ok(Reply::json(200, body))
+}
+
+fn enrollment_updates(ctx: &Ctx<'_>) -> Result<Reply> {
+    let beneficiaries = match ctx.message.get("enrolled_updates") {
+        Some(Value::Object(u)) => match u.get("beneficiaries") {
+            Some(Value::Array(b)) => b,
+            _ => {
+                return Ok(ctx.sh.error(
+                    400,
+                    "err.request.bad",
+                    "enrolled_updates.beneficiaries must be a list",
+                ))
+            }
+        },
+        Some(Value::Array(b)) => b,
+        _ => {
+            return Ok(ctx.sh.error(
+                400,
+                "err.request.bad",
+                "message.enrolled_updates is missing",
+            ))
+        }
+    };
+    if let Some(r) = too_many(
+        ctx,
+        beneficiaries.len(),
+        "enrolled_response",
+        "on-enrollment-updates",
+    ) {
+        return r;
+    }
+    let ts = timestamp(now_unix());
+    let mut answers = Vec::with_capacity(beneficiaries.len());
+    let mut accepted = Vec::new();
+    {
+        let mut ds = ctx.sh.dataset.write().unwrap_or_else(|p| p.into_inner());
+        for (n, b) in beneficiaries.iter().enumerate() {
+            let reference = b
+                .get("reference_id")
+                .cloned()
+                .unwrap_or_else(|| json!((n + 1).to_string()));
+            answers.push(match ds.apply_update(b) {
+                Ok(outcome) => {
+                    accepted.push(b.clone());
+                    json!({
+                        "reference_id": reference, "timestamp": ts, "status": "succ",
+                        "status_reason_message": match outcome {
+                            UpdateOutcome::Added => "beneficiary added",
+                            UpdateOutcome::Updated => "enrolments updated",
+                        },
+                    })
+                }
+                Err(e) => json!({
+                    "reference_id": reference, "timestamp": ts, "status": "rjct",
+                    "status_reason_message": e.to_string(),
+                }),
+            });
+        }
+    }
+    ctx.scramble_references(&mut answers);
+    let correlation_id = new_id();
+    let receipt = json!({"message": {
+        "transaction_id": ctx.transaction_id(),
+        "receipt_information": {"beneficiaries": accepted},
+    }});
+    ctx.remember(
+        "receipt",
+        &correlation_id,
+        reference_list(&answers),
+        canonical::value_to_string(&receipt).ok(),
+    );
+    let message = json!({
+        "transaction_id": ctx.transaction_id(),
+        "correlation_id": correlation_id,
+        "enrolled_response": answers,
+    });
+    if ctx.sh.cfg.bare_enrolled {
+        return Ok(Reply::json(200, message.to_string()));
+    }
+    let (_, body) = ctx.envelope(
+        "on-enrollment-updates",
+        Status::Succ,
+        None,
+        beneficiaries.len(),
+        &message,
+    )?;
+    Ok(Reply::json(200, body))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Callback delivery
+// ----------------------------------------------------------------------------------------------
+
+/// The loop of one callback thread: signs each due callback at send time and POSTs it.
+pub(super) fn deliver_callbacks(sh: &Shared, client: &reqwest::blocking::Client) {
+    while let Some(job) = sh.callbacks.next() {
+        let header = ResponseHeader {
+            action: job.action,
+            status: job.status,
+            status_reason_code: None,
+            status_reason_message: None,
+            total_count: job.total_count,
+            completed_count: job.completed_count,
+            sender_id: sh.signer.sender_id(),
+            receiver_id: &job.receiver_id,
+        }
+        .to_value();
+        let body = match sh.signed(&header, &job.message, job.bad_signature) {
+            Ok((_, body)) => body,
+            Err(_) => {
+                sh.count(|s| s.callbacks_failed += 1);
+                continue;
+            }
+        };
+        let times = if job.duplicate { 2 } else { 1 };
+        for _ in 0..times {
+            let ok = client
+                .post(&job.url)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            sh.count(|s| {
+                if ok {
+                    s.callbacks_sent += 1
+                } else {
+                    s.callbacks_failed += 1
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_depth() {
+        let f = form("grant_type=client_credentials&client_id=a%2Bb&client_secret=x+y%3D&bad=%zz");
+        assert_eq!(f["client_id"], "a+b");
+        assert_eq!(f["client_secret"], "x y=");
+        assert_eq!(f["bad"], "%zz");
+        assert!(json_depth_exceeds(b"[[[[1]]]]", 3));
+        assert!(!json_depth_exceeds(br#"{"a":"[[[[[[["}"#, 3));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}
