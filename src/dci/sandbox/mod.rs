@@ -109,7 +109,7 @@ pub struct SandboxConfig {
     /// OAuth2 client credentials; generated when None.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
-    /// `expires_in` of issued tokens, seconds.
+    /// `expires_in` of issued tokens, seconds (0: tokens that are already expired, for tests).
     pub token_lifetime: u64,
     pub require_auth: bool,
     pub require_signatures: bool,

@@ -667,7 +667,7 @@ fn token(sh: &Shared, authorization: Option<&str>, query: &str, body: &[u8]) -> 
         return oauth_error(401, "invalid_client", "client authentication failed")
             .with_header("WWW-Authenticate", "Basic realm=\"ibr-sandbox\"".into());
     }
-    let lifetime = sh.cfg.token_lifetime.max(1);
+    let lifetime = sh.cfg.token_lifetime;
     let access_token = lock(&sh.tokens).issue(Duration::from_secs(lifetime));
     sh.count(|s| s.tokens_issued += 1);
     let mut answer = json!({

@@ -1,0 +1,1018 @@
+//! The embedded IBR sandbox, driven over loopback HTTP like a real registry.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use spp_dci_ibr::dci::envelope::{self, request_header, Signer};
+use spp_dci_ibr::dci::jwk::{to_jwk, Jwk, Jwks};
+use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
+use spp_dci_ibr::dci::sandbox::{
+    DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig,
+};
+use spp_dci_ibr::dci::signature::{check, Keys, Outcome, Policy};
+
+const SP: &str = "test.sp.local";
+
+struct Harness {
+    sb: Sandbox,
+    http: reqwest::blocking::Client,
+    signer: Signer,
+    token: String,
+}
+
+fn harness(cfg: SandboxConfig) -> Harness {
+    let sb = Sandbox::start(cfg).unwrap();
+    let key = Arc::new(SigningKey::generate(Algorithm::Ed25519, 0).unwrap());
+    let signer = Signer::new(key.clone(), SP, "sp-key-1").unwrap();
+    sb.register_client_key(
+        SP,
+        Jwk {
+            kid: Some(signer.kid()),
+            key: key.verifying_key(),
+        },
+    );
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let token = fetch_token(&http, &sb);
+    Harness {
+        sb,
+        http,
+        signer,
+        token,
+    }
+}
+
+fn fetch_token(http: &reqwest::blocking::Client, sb: &Sandbox) -> String {
+    let answer: Value = http
+        .post(sb.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", sb.client_id()),
+            ("client_secret", sb.client_secret()),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+impl Harness {
+    fn body(
+        &self,
+        action: &str,
+        sender_uri: Option<&str>,
+        total: usize,
+        message: &Value,
+    ) -> String {
+        let header = request_header(action, SP, sender_uri, self.sb.sender_id(), total);
+        envelope::envelope_body(&header, message, Some(&self.signer)).unwrap()
+    }
+
+    fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.sb.url()))
+            .bearer_auth(&self.token)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        action: &str,
+        sender_uri: Option<&str>,
+        total: usize,
+        message: &Value,
+    ) -> (u16, Value) {
+        self.post_raw(path, self.body(action, sender_uri, total, message))
+    }
+
+    fn search(&self, items: &[(&str, &str, &str)]) -> (u16, Value) {
+        self.post(
+            "/registry/sync/search",
+            "search",
+            None,
+            items.len(),
+            &search_message(items),
+        )
+    }
+
+    /// Checks a signed answer against the sandbox's published JWKS.
+    fn outcome(&self, envelope: &Value) -> Outcome {
+        let jwks_doc: Value = self
+            .http
+            .get(self.sb.jwks_url())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let jwks = Jwks::from_value(&jwks_doc).unwrap();
+        check(
+            envelope["signature"].as_str().unwrap(),
+            &&envelope["header"],
+            &&envelope["message"],
+            &Keys::Set(&jwks),
+            Policy::at(envelope::now_unix()),
+        )
+        .unwrap()
+        .outcome
+    }
+}
+
+fn search_message(items: &[(&str, &str, &str)]) -> Value {
+    json!({
+        "transaction_id": envelope::new_id(),
+        "search_request": items.iter().map(|(reference, t, v)| json!({
+            "reference_id": reference,
+            "timestamp": envelope::timestamp(envelope::now_unix()),
+            "search_criteria": {
+                "version": "1.0.0",
+                "reg_type": "ns:org:RegistryType:IBR",
+                "query_type": "idtype-value",
+                "query": {"type": t, "value": v},
+                "pagination": {"page_size": 10, "page_number": 1},
+            },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn error_code(body: &Value) -> &str {
+    body["errors"][0]["code"].as_str().unwrap_or("")
+}
+
+/// A loopback callback receiver: every POST is answered with an ACK and passed on.
+struct Receiver {
+    url: String,
+    rx: mpsc::Receiver<(String, Value)>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        let s = server.clone();
+        std::thread::spawn(move || {
+            while let Ok(mut rq) = s.recv() {
+                let mut text = String::new();
+                std::io::Read::read_to_string(rq.as_reader(), &mut text).unwrap();
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let ack = json!({"message": {"ack_status": "ACK", "timestamp": "", "correlation_id": "", "error": null}});
+                let _ = rq.respond(tiny_http::Response::from_string(ack.to_string()));
+                if tx.send((rq_path(&text, &body), body)).is_err() {
+                    return;
+                }
+            }
+        });
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/registry/on-search"),
+            rx,
+            server,
+        }
+    }
+
+    fn next(&self) -> (String, Value) {
+        self.rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a callback")
+    }
+}
+
+fn rq_path(_text: &str, body: &Value) -> String {
+    body["header"]["action"].as_str().unwrap_or("").to_owned()
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+#[test]
+fn token_endpoint_takes_body_basic_and_query_credentials() {
+    let h = harness(SandboxConfig::default());
+    let (id, secret) = (h.sb.client_id().to_owned(), h.sb.client_secret().to_owned());
+    let basic = h
+        .http
+        .post(h.sb.token_url())
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "ibr.search"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+    let basic: Value = basic.json().unwrap();
+    assert_eq!(basic["token_type"], "Bearer");
+    assert_eq!(basic["expires_in"], 3600);
+    assert_eq!(basic["scope"], "ibr.search");
+    let query = h
+        .http
+        .post(format!(
+            "{}?grant_type=client_credentials&client_id={id}&client_secret={secret}",
+            h.sb.token_url()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(query.status(), 200);
+    let wrong = h
+        .http
+        .post(h.sb.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", "nope"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(wrong.json::<Value>().unwrap()["error"], "invalid_client");
+    let grant = h
+        .http
+        .post(h.sb.token_url())
+        .form(&[("grant_type", "password")])
+        .send()
+        .unwrap();
+    assert_eq!(grant.status(), 400);
+    assert_eq!(h.sb.stats().tokens_issued, 3);
+}
+
+#[test]
+fn jwks_publishes_the_key_that_signs_answers() {
+    let h = harness(SandboxConfig::default());
+    let doc: Value = h.http.get(h.sb.jwks_url()).send().unwrap().json().unwrap();
+    assert_eq!(doc, h.sb.public_jwks());
+    assert_eq!(
+        doc["keys"][0]["kid"],
+        "ibr.sandbox.local|sandbox-key-1|ed25519"
+    );
+    assert_eq!(doc["keys"][0]["alg"], "EdDSA");
+    let (status, answer) = h.search(&[("r1", "UIN", "UIN-00000001")]);
+    assert_eq!(status, 200);
+    assert_eq!(h.outcome(&answer), Outcome::Valid);
+}
+
+#[test]
+fn sync_search_answers_a_signed_on_search_envelope() {
+    let h = harness(SandboxConfig::default());
+    let (status, answer) = h.search(&[("ref-1", "UIN", "UIN-00000042")]);
+    assert_eq!(status, 200, "{answer}");
+    let header = &answer["header"];
+    assert_eq!(header["action"], "on-search");
+    assert_eq!(header["status"], "succ");
+    assert_eq!(header["sender_id"], "ibr.sandbox.local");
+    assert_eq!(header["receiver_id"], SP);
+    assert_eq!(
+        (
+            header["total_count"].as_u64(),
+            header["completed_count"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(header["is_msg_encrypted"], false);
+    let item = &answer["message"]["search_response"][0];
+    assert_eq!(item["reference_id"], "ref-1");
+    assert_eq!(item["status"], "succ");
+    assert_eq!(item["locale"], "eng");
+    assert_eq!(item["pagination"]["total_count"], 1);
+    let record = &item["data"]["reg_records"][0];
+    assert_eq!(
+        record["member"]["demographic_info"]["person"]["identifier_value"],
+        "UIN-00000042"
+    );
+    assert_eq!(record, &h.sb.records()[41]);
+    assert!(answer["message"]["correlation_id"].as_str().is_some());
+    assert_eq!(h.outcome(&answer), Outcome::Valid);
+}
+
+#[test]
+fn batch_items_echo_their_reference_and_a_bad_item_is_rejected_alone() {
+    let h = harness(SandboxConfig::default());
+    let mut message = search_message(&[
+        ("a", "UIN", "UIN-00000003"),
+        ("b", "UIN", "UIN-99999999"),
+        ("c", "UIN", "UIN-00000004"),
+    ]);
+    message["search_request"][1]["search_criteria"]["query"] = json!({"type": "UIN"});
+    message["search_request"].as_array_mut().unwrap().push(json!({
+        "reference_id": "d", "timestamp": "",
+        "search_criteria": {"query_type": "idtype-value", "query": {"type": "UIN", "value": "UIN-12345678"}}}));
+    let (status, answer) = h.post("/registry/sync/search", "search", None, 4, &message);
+    assert_eq!(status, 200);
+    let items = answer["message"]["search_response"].as_array().unwrap();
+    let refs: Vec<&str> = items
+        .iter()
+        .map(|i| i["reference_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["a", "b", "c", "d"]);
+    assert_eq!(items[1]["status"], "rjct");
+    assert_eq!(
+        items[1]["status_reason_code"],
+        "rjct.search_criteria.invalid"
+    );
+    for i in [0, 2] {
+        assert_eq!(items[i]["status"], "succ");
+        assert_eq!(items[i]["data"]["reg_records"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(items[3]["status"], "succ");
+    assert_eq!(items[3]["data"]["reg_records"], json!([]));
+    assert_eq!(h.sb.stats().search_items, 4);
+}
+
+#[test]
+fn pagination_is_capped_by_the_max_page_size() {
+    let cfg = SandboxConfig {
+        max_page_size: 2,
+        ..SandboxConfig::default()
+    };
+    let family = {
+        let probe = Sandbox::start(SandboxConfig::default()).unwrap();
+        let records = probe.records();
+        records[0]["member"]["demographic_info"]["person"]["name"]["surname"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let h = harness(cfg);
+    let total = h
+        .sb
+        .records()
+        .iter()
+        .filter(|r| r["member"]["demographic_info"]["person"]["name"]["surname"] == family.as_str())
+        .count();
+    assert!(total >= 3, "{family}: {total}");
+    let mut message = search_message(&[("p", "x", "y")]);
+    message["search_request"][0]["search_criteria"]["query_type"] = json!("expression");
+    message["search_request"][0]["search_criteria"]["query"] =
+        json!({"family_name": {"$eq": family}});
+    message["search_request"][0]["search_criteria"]["pagination"] =
+        json!({"page_size": 50, "page_number": 2});
+    let (_, answer) = h.post("/registry/sync/search", "search", None, 1, &message);
+    let item = &answer["message"]["search_response"][0];
+    assert_eq!(
+        item["pagination"],
+        json!({"page_size": 2, "page_number": 2, "total_count": total})
+    );
+    assert_eq!(
+        item["data"]["reg_records"].as_array().unwrap().len(),
+        2.min(total - 2)
+    );
+}
+
+#[test]
+fn async_search_acks_then_calls_back_signed_and_txn_status_finds_it() {
+    let h = harness(SandboxConfig::default());
+    let rx = Receiver::start();
+    let message = search_message(&[("r1", "UIN", "UIN-00000002"), ("r2", "UIN", "UIN-00000005")]);
+    let (status, ack) = h.post("/registry/search", "search", Some(&rx.url), 2, &message);
+    assert_eq!(status, 202, "{ack}");
+    assert_eq!(ack["message"]["ack_status"], "ACK");
+    assert_eq!(ack["message"]["error"], Value::Null);
+    let (action, callback) = rx.next();
+    assert_eq!(action, "on-search");
+    assert_eq!(h.outcome(&callback), Outcome::Valid);
+    assert_eq!(callback["header"]["receiver_id"], SP);
+    assert_eq!(callback["header"]["completed_count"], 2);
+    assert_eq!(
+        callback["message"]["correlation_id"],
+        ack["message"]["correlation_id"]
+    );
+    assert_eq!(
+        callback["message"]["transaction_id"],
+        message["transaction_id"]
+    );
+    assert_eq!(
+        callback["message"]["search_response"][1]["reference_id"],
+        "r2"
+    );
+
+    let status_request = |attribute_type: &str, value: Value| {
+        json!({"transaction_id": envelope::new_id(), "txnstatus_request": {
+            "reference_id": "s1", "txn_type": "search", "attribute_type": attribute_type, "attribute_value": value}})
+    };
+    let (status, answer) = h.post(
+        "/registry/sync/txn/status",
+        "txn-status",
+        None,
+        1,
+        &status_request("transaction_id", message["transaction_id"].clone()),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["header"]["action"], "txn-on-status");
+    let txn = &answer["message"]["txnstatus_response"];
+    assert_eq!(txn["txn_type"], "search");
+    assert_eq!(
+        txn["txn_status"]["search_response"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, answer) = h.post(
+        "/registry/sync/txn/status",
+        "txn-status",
+        None,
+        1,
+        &status_request("reference_id_list", json!(["r2"])),
+    );
+    let items = &answer["message"]["txnstatus_response"]["txn_status"]["search_response"];
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(items[0]["reference_id"], "r2");
+    let (status, answer) = h.post(
+        "/registry/sync/txn/status",
+        "txn-status",
+        None,
+        1,
+        &status_request("transaction_id", json!("never-seen")),
+    );
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "err.request.not_found")
+    );
+
+    // Async status: the answer goes to the sibling route of the on-search URI.
+    let (status, _) = h.post(
+        "/registry/txn/status",
+        "txn-status",
+        Some(&rx.url),
+        1,
+        &status_request("correlation_id", ack["message"]["correlation_id"].clone()),
+    );
+    assert_eq!(status, 202);
+    let (action, callback) = rx.next();
+    assert_eq!(action, "txn-on-status");
+    assert_eq!(h.outcome(&callback), Outcome::Valid);
+    assert_eq!(
+        callback["message"]["txnstatus_response"]["txn_status"]["correlation_id"],
+        ack["message"]["correlation_id"]
+    );
+    let stats = h.sb.stats();
+    assert_eq!((stats.callbacks_sent, stats.callbacks_failed), (2, 0));
+}
+
+#[test]
+fn subscribe_and_unsubscribe_call_back() {
+    let h = harness(SandboxConfig::default());
+    let rx = Receiver::start();
+    let message = json!({"transaction_id": "t-sub", "subscribe_request": [
+        {"reference_id": "s1", "timestamp": "", "subscribe_criteria": {
+            "reg_event_type": "spdci-common:RegistryEventType:enrollement", "filter_type": "idtype-value",
+            "filter": {"type": "UIN", "value": "UIN-00000001"}, "notify_record_type": "Beneficiary"}},
+        {"reference_id": "s2", "timestamp": "", "subscribe_criteria": {"filter": {}}},
+    ]});
+    let (status, _) = h.post(
+        "/registry/subscribe",
+        "subscribe",
+        Some(&rx.url),
+        2,
+        &message,
+    );
+    assert_eq!(status, 202);
+    let (action, callback) = rx.next();
+    assert_eq!(action, "on-subscribe");
+    assert_eq!(h.outcome(&callback), Outcome::Valid);
+    let items = &callback["message"]["subscribe_response"];
+    assert_eq!(items[0]["status"], "succ");
+    assert_eq!(items[1]["status"], "rjct");
+    assert_eq!(items[1]["status_reason_code"], "rjct.notify_types.invalid");
+    let code = items[0]["subscriptions"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message = json!({"transaction_id": "t-unsub", "timestamp": "", "subscription_codes": [code, "SUB-unknown"]});
+    let (status, _) = h.post(
+        "/registry/unsubscribe",
+        "unsubscribe",
+        Some(&rx.url),
+        2,
+        &message,
+    );
+    assert_eq!(status, 202);
+    let (action, callback) = rx.next();
+    assert_eq!(action, "on-unsubscribe");
+    assert_eq!(callback["message"]["status"], "rjct");
+    assert_eq!(
+        callback["message"]["status_reason_code"],
+        "rjct.subscription_code.invalid"
+    );
+    assert_eq!(
+        callback["message"]["subscription_status"],
+        json!([{"code": code, "status": "unsubscribe"}])
+    );
+}
+
+#[test]
+fn refusals_have_the_right_status_and_code() {
+    let cfg = SandboxConfig {
+        token_lifetime: 0,
+        ..SandboxConfig::default()
+    };
+    let h = harness(cfg);
+    let body = h.body(
+        "search",
+        None,
+        1,
+        &search_message(&[("r", "UIN", "UIN-00000001")]),
+    );
+    let send = |auth: Option<&str>, body: String| {
+        let mut rq = h
+            .http
+            .post(format!("{}/registry/sync/search", h.sb.url()))
+            .body(body);
+        if let Some(a) = auth {
+            rq = rq.header("Authorization", a);
+        }
+        let resp = rq.send().unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, answer) = send(None, body.clone());
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.request.unauthorized")
+    );
+    // A token of lifetime 0 is expired as soon as it is issued.
+    let (status, answer) = send(Some(&format!("Bearer {}", h.token)), body.clone());
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.request.unauthorized")
+    );
+    assert_eq!(h.sb.stats().auth_failures, 2);
+}
+
+#[test]
+fn signature_and_envelope_refusals() {
+    let h = harness(SandboxConfig::default());
+    let message = search_message(&[("r", "UIN", "UIN-00000001")]);
+    let signed: Value = serde_json::from_str(&h.body("search", None, 1, &message)).unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut e = signed.clone();
+        f(&mut e);
+        h.post_raw("/registry/sync/search", e.to_string())
+    };
+    let (status, answer) = with(&|e| e["message"]["transaction_id"] = json!("tampered"));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.signature.invalid")
+    );
+    let (status, answer) = with(&|e| e["signature"] = json!(""));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.signature.missing")
+    );
+    let (status, answer) = with(&|e| {
+        e.as_object_mut().unwrap().remove("signature");
+    });
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.signature.missing")
+    );
+    let (status, answer) = with(&|e| e["header"]["sender_id"] = json!("stranger"));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.sender_id.invalid")
+    );
+    let (status, answer) = h.post_raw("/registry/sync/search", signed.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = h.post_raw("/registry/sync/search", signed.to_string());
+    assert_eq!(
+        (status, error_code(&answer)),
+        (409, "err.request.bad"),
+        "replay"
+    );
+    let (status, answer) = with(&|e| e["header"]["action"] = json!("subscribe"));
+    assert_eq!((status, error_code(&answer)), (400, "err.request.bad"));
+    let (status, answer) = h.post_raw("/registry/sync/search", "{not json".into());
+    assert_eq!((status, error_code(&answer)), (400, "err.request.bad"));
+    let (status, answer) = h.post_raw("/registry/sync/search", json!({"header": {}}).to_string());
+    assert_eq!((status, error_code(&answer)), (400, "err.request.bad"));
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let (status, _) = h.post_raw("/registry/sync/search", deep);
+    assert_eq!(status, 400);
+    let (status, answer) = h.post_raw("/registry/sync/search", " ".repeat((1 << 20) + 1));
+    assert_eq!((status, error_code(&answer)), (413, "err.request.bad"));
+    let (status, answer) = h.post_raw("/registry/nope", "{}".into());
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "err.request.not_found")
+    );
+    let (status, answer) = h.post("/registry/search", "search", None, 1, &message);
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "err.sender_uri.invalid")
+    );
+    let (status, answer) = h.post(
+        "/registry/search",
+        "search",
+        Some("http://192.0.2.1/cb"),
+        1,
+        &message,
+    );
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "err.sender_uri.invalid"),
+        "no callbacks off loopback"
+    );
+    assert!(h.sb.stats().signature_failures >= 4);
+}
+
+#[test]
+fn error_styles_follow_the_configuration() {
+    for (style, pick) in [
+        (ErrorStyle::Ack, "/message/error/code"),
+        (ErrorStyle::Detail, "/detail/code"),
+    ] {
+        let cfg = SandboxConfig {
+            error_style: style,
+            ..SandboxConfig::default()
+        };
+        let h = harness(cfg);
+        let (status, answer) = h.post_raw("/registry/sync/search", "[]".into());
+        assert_eq!(status, 400);
+        assert_eq!(
+            answer.pointer(pick),
+            Some(&json!("err.request.bad")),
+            "{answer}"
+        );
+        if style == ErrorStyle::Ack {
+            assert_eq!(answer["message"]["ack_status"], "ERR");
+        }
+    }
+}
+
+#[test]
+fn without_auth_and_signatures_an_unsigned_request_is_answered() {
+    let cfg = SandboxConfig {
+        require_auth: false,
+        require_signatures: false,
+        ..SandboxConfig::default()
+    };
+    let sb = Sandbox::start(cfg).unwrap();
+    let header = request_header("search", "anyone", None, sb.sender_id(), 1);
+    let body = envelope::envelope_body(
+        &header,
+        &search_message(&[("r", "UIN", "UIN-00000001")]),
+        None,
+    )
+    .unwrap();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/registry/sync/search", sb.url()))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().unwrap();
+    assert_eq!(
+        answer["message"]["search_response"][0]["data"]["reg_records"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// What a sequence of requests met, for the determinism check.
+fn fault_trace(seed: u64) -> (Vec<String>, spp_dci_ibr::dci::sandbox::Stats) {
+    let cfg = SandboxConfig {
+        faults: Faults::from_value(&json!({
+        "seed": seed, "error_rates": {"500": 0.1, "503": 0.1, "429": 0.1},
+        "drop_rate": 0.1, "garbage_rate": 0.1, "bad_signature_rate": 0.2, "wrong_reference_rate": 0.2,
+        "retry_after": 0,
+    }))
+    .unwrap(),
+        ..SandboxConfig::default()
+    };
+    let h = harness(cfg);
+    let mut trace = Vec::new();
+    for n in 0..40 {
+        let body = h.body(
+            "search",
+            None,
+            1,
+            &search_message(&[("ref", "UIN", "UIN-00000001")]),
+        );
+        let resp = h
+            .http
+            .post(format!("{}/registry/sync/search", h.sb.url()))
+            .bearer_auth(&h.token)
+            .body(body)
+            .send();
+        let outcome = match resp {
+            Err(_) => "dropped".to_owned(),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let retry = r.headers().get("retry-after").is_some();
+                match r.json::<Value>() {
+                    Err(_) => format!("{status} garbage"),
+                    Ok(v) if status != 200 => {
+                        assert!(matches!(
+                            error_code(&v),
+                            "err.service.unavailable" | "err.request.too_many_requests"
+                        ));
+                        assert_eq!(retry, status != 500);
+                        format!("{status}")
+                    }
+                    Ok(v) => {
+                        let sig = h.outcome(&v).as_str();
+                        let reference = v["message"]["search_response"][0]["reference_id"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned();
+                        format!(
+                            "200 {sig} {}",
+                            if reference == "ref" {
+                                "ref"
+                            } else {
+                                "wrong-ref"
+                            }
+                        )
+                    }
+                }
+            }
+        };
+        trace.push(format!("{n}: {outcome}"));
+    }
+    (trace, h.sb.stats())
+}
+
+#[test]
+fn faults_are_reproducible_from_the_seed() {
+    let (a, stats) = fault_trace(7);
+    let (b, _) = fault_trace(7);
+    assert_eq!(a, b);
+    let (c, _) = fault_trace(8);
+    assert_ne!(a, c);
+    let joined = a.join("\n");
+    for needle in [
+        "dropped",
+        "garbage",
+        ": 500",
+        ": 503",
+        ": 429",
+        "200 valid ref",
+        "200 invalid",
+        "wrong-ref",
+    ] {
+        assert!(joined.contains(needle), "{needle} missing from\n{joined}");
+    }
+    let injected: u64 = ["drop", "garbage", "status_500", "status_503", "status_429"]
+        .iter()
+        .map(|k| stats.faults.get(*k).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        injected as usize,
+        a.iter()
+            .filter(|t| !t.contains(": 200 valid") && !t.contains(": 200 invalid"))
+            .count()
+    );
+}
+
+#[test]
+fn callbacks_can_be_late_duplicated_and_badly_signed() {
+    let cfg = SandboxConfig {
+        faults: Faults::from_value(
+            &json!({"duplicate_callback_rate": 1.0, "callback_delay_ms": 50}),
+        )
+        .unwrap(),
+        ..SandboxConfig::default()
+    };
+    let h = harness(cfg);
+    let rx = Receiver::start();
+    let (status, _) = h.post(
+        "/registry/search",
+        "search",
+        Some(&rx.url),
+        1,
+        &search_message(&[("r", "UIN", "UIN-00000001")]),
+    );
+    assert_eq!(status, 202);
+    let (_, first) = rx.next();
+    let (_, second) = rx.next();
+    assert_eq!(
+        first, second,
+        "a duplicate is the same message, same message_id"
+    );
+    let stats = h.sb.stats();
+    assert_eq!(stats.faults.get("late_callback"), Some(&1));
+    assert_eq!(stats.faults.get("duplicate_callback"), Some(&1));
+    h.sb.set_faults(Faults::from_value(&json!({"bad_signature_rate": 1.0})).unwrap());
+    h.post(
+        "/registry/search",
+        "search",
+        Some(&rx.url),
+        1,
+        &search_message(&[("r", "UIN", "UIN-00000001")]),
+    );
+    let (_, bad) = rx.next();
+    assert_eq!(h.outcome(&bad), Outcome::Invalid);
+}
+
+#[test]
+fn enrolled_answers_yes_or_no_enveloped_or_bare() {
+    for bare in [false, true] {
+        let cfg = SandboxConfig {
+            bare_enrolled: bare,
+            ..SandboxConfig::default()
+        };
+        let h = harness(cfg);
+        let active = h.sb.sample_identifiers(Sample::Active, 1).remove(0);
+        let graduated = h.sb.sample_identifiers(Sample::Graduated, 1).remove(0);
+        let unknown = h.sb.sample_identifiers(Sample::Unknown, 1).remove(0);
+        let message = json!({"transaction_id": "t", "enrolled_request": [
+            {"reference_id": "a", "enrolled_criteria": {"query_type": "idtype-value", "query": {"type": active.0, "value": active.1}}},
+            {"reference_id": "g", "enrolled_criteria": {"query": {"person_identifier": {"eq": graduated.1}}}},
+            {"reference_id": "u", "enrolled_criteria": {"query": {"person_identifier": {"eq": unknown.1}}}},
+            {"reference_id": "x", "enrolled_criteria": {"query": {"shoe_size": {"eq": 3}}}},
+        ]});
+        let (status, answer) = h.post("/registry/sync/enrolled", "search", None, 4, &message);
+        assert_eq!(status, 200);
+        let msg = if bare {
+            assert!(answer.get("header").is_none());
+            &answer
+        } else {
+            assert_eq!(h.outcome(&answer), Outcome::Valid);
+            &answer["message"]
+        };
+        let items = &msg["enrolled_response"];
+        let got: Vec<(&str, &str)> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["status"].as_str().unwrap(),
+                    i["enrolled_status"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("succ", "yes"),
+                ("succ", "no"),
+                ("succ", "no"),
+                ("rjct", "-")
+            ]
+        );
+        // The spec's single-criteria form, with a programme filter.
+        let record = &h.sb.records()[0];
+        let programme = record["member"]["programme_identifier"]
+            .get(0)
+            .unwrap_or(&record["member"]["programme_identifier"])["programme"]
+            ["programme_identifier"]
+            .clone();
+        let message = json!({"transaction_id": "t2", "enrolled_criteria": {"query_type": "expression", "query": {
+            "person_identifier": {"eq": "UIN-00000001"},
+            "programme_identifier.program.programme_identifier": {"eq": programme}}}});
+        let (_, answer) = h.post("/registry/sync/enrolled", "search", None, 1, &message);
+        let msg = if bare { &answer } else { &answer["message"] };
+        assert_eq!(msg["enrolled_response"][0]["enrolled_status"], "yes");
+    }
+}
+
+#[test]
+fn enrollment_updates_change_what_search_finds() {
+    let h = harness(SandboxConfig::default());
+    let before = h.search(&[("n", "NID", "NEW-777")]).1;
+    assert_eq!(
+        before["message"]["search_response"][0]["data"]["reg_records"],
+        json!([])
+    );
+    let message = json!({"transaction_id": "t-upd", "enrolled_updates": {"beneficiaries": [
+        {"member": {"demographic_info": {"person": {"identifier_type": "NID", "identifier_value": "NEW-777",
+            "name": {"first_name": "Þóra", "surname": "Ōkubo"}}},
+          "programme_identifier": {"programme": {"programme_identifier": "PRG-X", "programme_name": "X"},
+            "enrolment_status": "Active", "enrolment_date": "2025-01-01"}}},
+        {"member": {"demographic_info": {"person": {"identifier_type": "UIN", "identifier_value": "UIN-00000004"}},
+          "programme_identifier": {"programme": {"programme_identifier": "PRG-X"}, "enrollment_status": 1}}},
+        {"member": {}},
+    ]}});
+    let (status, answer) = h.post(
+        "/registry/sync/enrollment/updates",
+        "notify",
+        None,
+        3,
+        &message,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(h.outcome(&answer), Outcome::Valid);
+    let statuses: Vec<&str> = answer["message"]["enrolled_response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succ", "succ", "rjct"]);
+    let after = h.search(&[("n", "NID", "NEW-777")]).1;
+    let record = &after["message"]["search_response"][0]["data"]["reg_records"][0];
+    assert_eq!(
+        record["member"]["demographic_info"]["person"]["name"]["first_name"],
+        "Þóra"
+    );
+    assert_eq!(h.sb.records().len(), 101);
+    let deceased = h.sb.records()[3].clone();
+    let programmes = deceased["member"]["programme_identifier"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(programmes >= 2, "UIN-00000004 gained an enrolment");
+}
+
+#[test]
+fn datasets_load_from_json_and_csv_files() {
+    let dir = std::env::temp_dir().join(format!("ibr-sandbox-{}", envelope::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("people.csv");
+    std::fs::write(
+        &csv,
+        "id_type,id_value,given_name,family_name,programme_id,programme_name,enrolment_status,enrolment_date\n\
+         UIN,C-1,José,García,P1,Cash,Suspended,2024-01-01\n",
+    )
+    .unwrap();
+    let json_path = dir.join("people.json");
+    let records = Sandbox::start(SandboxConfig::default()).unwrap().records();
+    std::fs::write(&json_path, json!({"reg_records": records[..3]}).to_string()).unwrap();
+    for (path, id, count) in [(csv, "C-1", 1), (json_path, "UIN-00000002", 3)] {
+        let cfg = SandboxConfig {
+            dataset: DatasetSource::File(path),
+            ..SandboxConfig::default()
+        };
+        let h = harness(cfg);
+        assert_eq!(h.sb.records().len(), count);
+        let (_, answer) = h.search(&[("r", "UIN", id)]);
+        assert_eq!(
+            answer["message"]["search_response"][0]["data"]["reg_records"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    let cfg = SandboxConfig {
+        dataset: DatasetSource::Json("{\"nope\": 1}".into()),
+        ..SandboxConfig::default()
+    };
+    assert!(Sandbox::start(cfg).is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_prefix_moves_every_route() {
+    let cfg = SandboxConfig {
+        prefix: "/ibr/".into(),
+        ..SandboxConfig::default()
+    };
+    let h = harness(cfg);
+    assert!(h.sb.url().ends_with("/ibr"));
+    assert!(h.sb.token_url().ends_with("/ibr/oauth2/client/token"));
+    let (status, _) = h.search(&[("r", "UIN", "UIN-00000001")]);
+    assert_eq!(status, 200);
+    let bare = h.sb.url().trim_end_matches("/ibr").to_owned();
+    let resp = h
+        .http
+        .get(format!("{bare}/.well-known/jwks.json"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(h.sb.stats().requests.get("/registry/sync/search"), Some(&1));
+}
+
+#[test]
+fn stop_frees_the_port_and_drop_stops() {
+    let mut sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let port = sb.port();
+    sb.stop();
+    sb.stop();
+    assert!(!sb.is_running());
+    let cfg = SandboxConfig {
+        port,
+        ..SandboxConfig::default()
+    };
+    let again = Sandbox::start(cfg).expect("the port is free again");
+    drop(again);
+    let cfg = SandboxConfig {
+        port,
+        ..SandboxConfig::default()
+    };
+    drop(Sandbox::start(cfg).expect("drop freed it too"));
+    let key = SigningKey::generate(Algorithm::Ed25519, 0).unwrap();
+    assert!(to_jwk(&key.verifying_key(), None).get("kid").is_none());
+}
