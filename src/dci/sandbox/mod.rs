@@ -251,8 +251,16 @@ impl Sandbox {
     pub fn start(config: SandboxConfig) -> Result<Sandbox> {
         let dataset = config.dataset.load()?;
         let addr = format!("{}:{}", config.host, config.port);
-        let http = tiny_http::Server::http(&addr)
-            .map_err(|e| Error::Config(format!("sandbox cannot listen on {addr}: {e}")))?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            Error::Config(format!("sandbox cannot listen on {addr}: {e}"))
+        };
+        let listener = std::net::TcpListener::bind(&addr).map_err(|e| cannot(&e))?;
+        // Accepted sockets inherit TCP_NODELAY from the listener (Linux, macOS): without it a
+        // response written in several pieces waits for the client's delayed ACK (~40 ms).
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(true)
+            .map_err(|e| cannot(&e))?;
+        let http = tiny_http::Server::from_listener(listener, None).map_err(|e| cannot(&e))?;
         let port = http
             .server_addr()
             .to_ip()

@@ -463,6 +463,7 @@ fn send(sh: &Shared, rq: tiny_http::Request, reply: Reply) {
         } => {
             let mut resp = Response::from_data(body.into_bytes())
                 .with_status_code(status)
+                .with_chunked_threshold(usize::MAX)
                 .with_header(
                     Header::from_bytes("Content-Type", "application/json").expect("valid header"),
                 );
