@@ -462,6 +462,11 @@ fn async_search_acks_then_calls_back_signed_and_txn_status_finds_it() {
         callback["message"]["txnstatus_response"]["txn_status"]["correlation_id"],
         ack["message"]["correlation_id"]
     );
+    // The sandbox counts a callback once the receiver's answer is back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.sb.stats().callbacks_sent < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let stats = h.sb.stats();
     assert_eq!((stats.callbacks_sent, stats.callbacks_failed), (2, 0));
 }

@@ -380,3 +380,65 @@ class IBRService:
         identifiers: _Identifiers | None = None,
     ) -> DuplicationResult:
         """Classifies a search answer or ``on-search`` callback message like a sync answer."""
+
+@final
+class Sandbox:
+    """The embedded IBR sandbox; use ``spp_dci_ibr.sandbox.IBRSandbox``, which documents it."""
+
+    def __new__(
+        cls,
+        *,
+        synthetic: int = 100,
+        seed: int = 0,
+        records: list[dict[str, Any]] | None = None,
+        records_file: str | None = None,
+        require_signatures: bool = True,
+        require_auth: bool = True,
+        faults: dict[Any, Any] | None = None,
+        prefix: str = "",
+        sender_id: str = "ibr.sandbox.local",
+        token_lifetime: int = 3600,
+        max_page_size: int = 100,
+        bare_enrolled: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        error_style: str = "errors",
+        max_batch_items: int = 5000,
+        workers: int = 8,
+        reject_replays: bool = True,
+        allow_remote_callbacks: bool = False,
+        signing_key: SigningKey | None = None,
+        key_id: str = "sandbox-key-1",
+        client_id: str | None = None,
+        client_secret: str | None = None,
+    ) -> Sandbox: ...
+    def start(self) -> None:
+        """Starts serving; releases the GIL. ``ConfigError`` when the port cannot be bound."""
+    def stop(self) -> None:
+        """Stops and joins the threads; releases the GIL."""
+    @property
+    def running(self) -> bool: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def token_url(self) -> str: ...
+    @property
+    def jwks_url(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def sender_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    def public_jwks(self) -> dict[str, Any]: ...
+    def register_client_key(
+        self, sender_id: str, key: str | bytes | dict[str, Any] | JWKS
+    ) -> None: ...
+    def records(self) -> list[dict[str, Any]]: ...
+    def sample_identifiers(self, status: str = "active", n: int = 1) -> list[tuple[str, str]]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def reset_stats(self) -> None: ...
+    def set_faults(self, faults: dict[Any, Any] | None) -> None: ...
+    def faults(self) -> dict[str, Any]: ...

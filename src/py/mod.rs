@@ -4,6 +4,7 @@ mod client;
 mod error;
 mod ibr;
 mod json;
+mod sandbox;
 mod signing;
 
 /// Native core of `spp_dci_ibr` (import the package, not this module).
@@ -17,6 +18,8 @@ mod _native {
     use super::ibr::{
         PyBeneficiary, PyCheckIterator, PyDuplicationResult, PyIbrService, PyOutcome,
     };
+    #[pymodule_export]
+    use super::sandbox::PySandbox;
     #[pymodule_export]
     use super::signing::{
         canonical_json, check_signature, jwk_to_pem, pem_to_jwk, sign_envelope, verify_signature,
