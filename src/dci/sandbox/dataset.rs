@@ -1,16 +1,18 @@
 //! The sandbox's registry: beneficiary records in the spec's `Beneficiary` shape, indexed for
 //! O(1) lookup by identifier and by name.
 //!
-//! Records are kept as compact JSON text (small in memory) next to what the queries need
+//! Records are kept as canonical JSON text (small in memory, spliced into answers as is) next to what the queries need
 //! (identifiers, names, enrolments). Sources: a JSON list of records (or `{"reg_records": [...]}`),
 //! a CSV file with one row per enrolment, or N synthetic beneficiaries generated from a seed.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::faults::SplitMix64;
+use crate::dci::canonical;
 use crate::dci::error::{Error, Result};
 
 /// Enrolment status (IBR code directory cd.ibr.02): 1 Active, 2 Deceased, 3 Graduated, 4 Suspended.
@@ -110,8 +112,8 @@ pub struct Entry {
     pub given_name: String,
     pub family_name: String,
     pub enrolments: Vec<Enrolment>,
-    /// The record as compact JSON.
-    pub json: Box<str>,
+    /// The record as canonical JSON (sorted keys, ASCII escapes): answers splice it in as is.
+    pub canonical: Arc<str>,
 }
 
 impl Entry {
@@ -132,15 +134,13 @@ impl Entry {
             given_name,
             family_name,
             enrolments: record_enrolments(record),
-            json: serde_json::to_string(record)
-                .map_err(|e| Error::Json(e.to_string()))?
-                .into_boxed_str(),
+            canonical: canonical::value_to_string(record)?.into(),
         })
     }
 
     /// The record as JSON.
     pub fn record(&self) -> Value {
-        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+        serde_json::from_str(&self.canonical).unwrap_or(Value::Null)
     }
 
     /// The strongest enrolment status (Active > Suspended > Graduated > Deceased).
@@ -894,7 +894,7 @@ mod tests {
         let b = Dataset::synthetic(300, 7);
         assert_eq!(a.records(), b.records());
         assert_ne!(a.records(), Dataset::synthetic(300, 8).records());
-        let text: String = a.entries().iter().map(|e| e.json.to_string()).collect();
+        let text = serde_json::to_string(&a.records()).unwrap();
         for needle in [
             "\"enrolment_status\"",
             "\"enrollment_status\"",

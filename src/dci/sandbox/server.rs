@@ -238,6 +238,8 @@ pub(super) struct Shared {
     pub jwks: Value,
     pub client_id: String,
     pub client_secret: String,
+    /// Prefix of record placeholders (`\u{0}rec-<random>:`), see [`splice`].
+    marker: String,
     pub stopping: AtomicBool,
     pub callbacks: CallbackQueue,
     tokens: Mutex<Tokens>,
@@ -290,6 +292,7 @@ impl Shared {
             jwks,
             client_id,
             client_secret,
+            marker: format!("\u{0}rec-{}:", random_text(8)),
             stopping: AtomicBool::new(false),
             callbacks: CallbackQueue::default(),
             tokens: Mutex::new(Tokens {
@@ -378,13 +381,18 @@ impl Shared {
         Reply::json(status, body.to_string())
     }
 
+    /// `(payload, body)` of a signed envelope; record placeholders are replaced by `records`.
     fn signed(
         &self,
         header: &Value,
         message: &Value,
         bad_signature: bool,
+        records: &[Arc<str>],
     ) -> Result<(String, String)> {
-        let payload = canonical::signing_payload(&header, &message, HeaderForm::AsReceived)?;
+        let mut payload = canonical::signing_payload(&header, &message, HeaderForm::AsReceived)?;
+        if !records.is_empty() {
+            payload = splice(&payload, &self.marker, records);
+        }
         let signature = if bad_signature {
             // Signs other bytes: the answer is intact but its signature does not verify.
             self.signer
@@ -397,6 +405,40 @@ impl Shared {
             envelope::body_from_payload(payload, &signature),
         ))
     }
+}
+
+/// Replaces each record placeholder — the canonical text of the string `<marker><index>`, i.e.
+/// `"\u0000rec-<random>:<index>"` — by `records[index]`, the record's canonical text. The result
+/// is exactly the canonical text of the message with the records in place (key order does not
+/// depend on array contents), without building a JSON tree per record. The marker's random part
+/// keeps request data from forging a placeholder.
+fn splice(payload: &str, marker: &str, records: &[Arc<str>]) -> String {
+    let mut pattern = String::with_capacity(marker.len() + 8);
+    canonical::write_str(marker, &mut pattern);
+    pattern.pop(); // the closing quote: the index follows
+    let extra: usize = records.iter().map(|r| r.len()).sum();
+    let mut out = String::with_capacity(payload.len() + extra);
+    let mut rest = payload;
+    while let Some(at) = rest.find(&pattern) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + pattern.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match (
+            after[..digits].parse::<usize>(),
+            after.as_bytes().get(digits),
+        ) {
+            (Ok(i), Some(b'"')) if i < records.len() => {
+                out.push_str(&records[i]);
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                out.push_str(&pattern);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The request loop of one worker thread.
@@ -926,6 +968,19 @@ impl Ctx<'_> {
         total: usize,
         message: &Value,
     ) -> Result<(String, String)> {
+        self.envelope_with(action, status, reason, total, message, &[])
+    }
+
+    /// [`Ctx::envelope`] with record placeholders in `message` replaced by `records`.
+    fn envelope_with(
+        &self,
+        action: &str,
+        status: Status,
+        reason: Option<(&str, &str)>,
+        total: usize,
+        message: &Value,
+        records: &[Arc<str>],
+    ) -> Result<(String, String)> {
         let header = ResponseHeader {
             action,
             status,
@@ -941,7 +996,7 @@ impl Ctx<'_> {
             self.sh.count_fault("bad_signature");
         }
         self.sh
-            .signed(&header, message, self.decision.bad_signature)
+            .signed(&header, message, self.decision.bad_signature, records)
     }
 
     fn remember(
@@ -1113,8 +1168,15 @@ fn page_param(p: Option<&Value>, name: &str, default: usize) -> std::result::Res
     }
 }
 
+/// The records of an answer: either placeholders spliced after canonicalisation (sync answers:
+/// no JSON tree is built per record) or the records themselves (callbacks).
+enum RecordsOut {
+    Splice(Vec<Arc<str>>),
+    Inline,
+}
+
 /// Answers the items of a `search_request`, one `search_response` item each.
-fn search_items(sh: &Shared, items: &[Value]) -> (Vec<Value>, usize) {
+fn search_items(sh: &Shared, items: &[Value], out: &mut RecordsOut) -> (Vec<Value>, usize) {
     let ds = sh.dataset();
     let ts = timestamp(now_unix());
     let mut records_returned = 0;
@@ -1162,7 +1224,13 @@ fn search_items(sh: &Shared, items: &[Value]) -> (Vec<Value>, usize) {
             let end = start.saturating_add(size).min(hits.len());
             let records: Vec<Value> = hits[start..end]
                 .iter()
-                .map(|i| ds.entry(*i).record())
+                .map(|i| match out {
+                    RecordsOut::Splice(texts) => {
+                        texts.push(ds.entry(*i).canonical.clone());
+                        Value::String(format!("{}{}", sh.marker, texts.len() - 1))
+                    }
+                    RecordsOut::Inline => ds.entry(*i).record(),
+                })
                 .collect();
             records_returned += records.len();
             let text = |name: &str, default: &str| {
@@ -1234,7 +1302,8 @@ fn sync_search(ctx: &Ctx<'_>) -> Result<Reply> {
     if let Some(r) = too_many(ctx, items.len(), "search_response", "on-search") {
         return r;
     }
-    let (mut answers, records) = search_items(ctx.sh, items);
+    let mut texts = RecordsOut::Splice(Vec::new());
+    let (mut answers, records) = search_items(ctx.sh, items, &mut texts);
     ctx.sh.count(|s| {
         s.search_items += items.len() as u64;
         s.records_returned += records as u64;
@@ -1247,7 +1316,17 @@ fn sync_search(ctx: &Ctx<'_>) -> Result<Reply> {
         "correlation_id": correlation_id,
         "search_response": answers,
     });
-    let (payload, body) = ctx.envelope("on-search", Status::Succ, None, items.len(), &message)?;
+    let RecordsOut::Splice(texts) = texts else {
+        unreachable!("sync answers splice")
+    };
+    let (payload, body) = ctx.envelope_with(
+        "on-search",
+        Status::Succ,
+        None,
+        items.len(),
+        &message,
+        &texts,
+    )?;
     ctx.remember("search", &correlation_id, references, Some(payload));
     Ok(Reply::json(200, body))
 }
@@ -1272,7 +1351,7 @@ fn async_search(ctx: &Ctx<'_>) -> Result<Reply> {
             ),
         ));
     }
-    let (mut answers, records) = search_items(ctx.sh, items);
+    let (mut answers, records) = search_items(ctx.sh, items, &mut RecordsOut::Inline);
     ctx.sh.count(|s| {
         s.search_items += items.len() as u64;
         s.records_returned += records as u64;
@@ -1754,7 +1833,7 @@ pub(super) fn deliver_callbacks(sh: &Shared, client: &reqwest::blocking::Client)
             receiver_id: &job.receiver_id,
         }
         .to_value();
-        let body = match sh.signed(&header, &job.message, job.bad_signature) {
+        let body = match sh.signed(&header, &job.message, job.bad_signature, &[]) {
             Ok((_, body)) => body,
             Err(_) => {
                 sh.count(|s| s.callbacks_failed += 1);
@@ -1783,6 +1862,25 @@ pub(super) fn deliver_callbacks(sh: &Shared, client: &reqwest::blocking::Client)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spliced_records_give_the_canonical_text_of_the_whole() {
+        let marker = "\u{0}rec-abc:";
+        let records = [json!({"b": 1, "a": "Zoë"}), json!([1.5, null])];
+        let texts: Vec<Arc<str>> = records
+            .iter()
+            .map(|r| canonical::value_to_string(r).unwrap().into())
+            .collect();
+        let with_marks =
+            json!({"z": [format!("{marker}1"), format!("{marker}0")], "a": "x\u{0}rec-abc:9"});
+        let whole = json!({"z": [records[1], records[0]], "a": "x\u{0}rec-abc:9"});
+        let spliced = splice(
+            &canonical::value_to_string(&with_marks).unwrap(),
+            marker,
+            &texts,
+        );
+        assert_eq!(spliced, canonical::value_to_string(&whole).unwrap());
+    }
 
     #[test]
     fn forms_and_depth() {
