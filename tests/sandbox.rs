@@ -605,6 +605,16 @@ fn signature_and_envelope_refusals() {
     );
     let (status, answer) = with(&|e| e["header"]["action"] = json!("subscribe"));
     assert_eq!((status, error_code(&answer)), (400, "err.request.bad"));
+    let (status, answer) = with(&|e| e["header"]["receiver_id"] = json!("other.registry"));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "err.receiver_id.invalid")
+    );
+    let (status, answer) = with(&|e| e["header"]["version"] = json!("2.0.0"));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "err.version.not_supported")
+    );
     let (status, answer) = h.post_raw("/registry/sync/search", "{not json".into());
     assert_eq!((status, error_code(&answer)), (400, "err.request.bad"));
     let (status, answer) = h.post_raw("/registry/sync/search", json!({"header": {}}).to_string());

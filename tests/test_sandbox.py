@@ -39,10 +39,18 @@ def _now() -> str:
 class Caller:
     """A minimal signing client for the tests: token, signed envelopes, checks of answers."""
 
-    def __init__(self, sb: IBRSandbox, key: dci.SigningKey | None = None) -> None:
+    def __init__(
+        self,
+        sb: IBRSandbox,
+        key: dci.SigningKey | None = None,
+        key_id: str = "k1",
+        register: bool = True,
+    ) -> None:
         self.sb = sb
         self.key = key or dci.SigningKey.generate()
-        sb.register_client_key(SP, self.key.public_jwk(SP, "k1"))
+        self.key_id = key_id
+        if register:
+            sb.register_client_key(SP, self.key.public_jwk(SP, key_id))
         self.http = httpx.Client(timeout=20)
         token = self.http.post(
             sb.token_url,
@@ -71,7 +79,7 @@ class Caller:
             "is_msg_encrypted": False,
             "meta": {},
         }
-        signature = dci.sign_envelope(header, message, self.key, sender_id=SP, key_id="k1")
+        signature = dci.sign_envelope(header, message, self.key, sender_id=SP, key_id=self.key_id)
         return {"signature": signature, "header": header, "message": message}
 
     def post(self, path: str, body: Any, token: str | None = "default") -> httpx.Response:
@@ -485,3 +493,28 @@ def test_client_is_configured_for_the_sandbox(sandbox: IBRSandbox) -> None:
         pytest.skip("spp_dci_ibr.DCIClient is not in this build yet")
     client = sandbox.client()
     assert client is not None
+
+
+def test_client_wiring_against_the_documented_constructor(
+    sandbox: IBRSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """client() passes the documented DCIClient keywords; its key is trusted by the sandbox."""
+    seen: dict[str, Any] = {}
+
+    class FakeClient:
+        def __init__(self, **kwargs: Any) -> None:
+            seen.update(kwargs)
+
+    monkeypatch.setattr(dci, "DCIClient", FakeClient, raising=False)
+    sandbox.client(timeout=5.0)
+    assert seen["base_url"] == sandbox.url and seen["token_url"] == sandbox.token_url
+    assert seen["sender_id"] == SP and seen["receiver_id"] == sandbox.sender_id
+    assert seen["auth"] == "oauth2" and seen["client_secret"] == sandbox.client_secret
+    assert seen["timeout"] == 5.0 and seen["key_id"] == "test-key-1"
+    assert seen["registry_keys"].kids == dci.JWKS.from_json(sandbox.public_jwks()).kids
+    # The generated key was registered: a request it signs is accepted.
+    caller = Caller(sandbox, key=seen["signing_key"], key_id="test-key-1", register=False)
+    assert caller.search(("r", "UIN", "UIN-00000001")).status_code == 200
+    seen.clear()
+    sandbox.client(unsigned=True, sender_id="other.sp")
+    assert "signing_key" not in seen and seen["unsigned"] is True

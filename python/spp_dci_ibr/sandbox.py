@@ -274,22 +274,17 @@ class IBRSandbox:
         """A ``spp_dci_ibr.DCIClient`` configured for this sandbox.
 
         Defaults: ``sender_id="test.sp.local"``, a new Ed25519 ``signing_key`` (its public JWK is
-        registered with the sandbox under ``key_id``, default ``"test-key-1"``), OAuth2 client
-        credentials, ``receiver_id`` the sandbox's, and ``registry_keys`` the sandbox's JWKS.
-        Any ``DCIClient`` keyword overrides them.
+        registered with the sandbox under ``key_id``, default ``"test-key-1"``; a given key, PEM
+        or ``SigningKey``, is registered the same way; none with ``unsigned=True``), OAuth2
+        client credentials, ``receiver_id`` the sandbox's, and ``registry_keys`` the sandbox's
+        JWKS. Any ``DCIClient`` keyword overrides them. Raises ``ImportError`` when this build
+        has no ``DCIClient``.
         """
         try:
             from spp_dci_ibr import DCIClient  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:  # pragma: no cover - until the client lands
             raise ImportError("spp_dci_ibr.DCIClient is not available in this build") from exc
         sender_id: str = overrides.pop("sender_id", "test.sp.local")
-        key_id: str = overrides.pop("key_id", "test-key-1")
-        key = overrides.pop("signing_key", None)
-        if key is None:
-            key = SigningKey.generate()
-        elif isinstance(key, (str, bytes)):
-            key = SigningKey.from_pem(key)
-        self.register_client_key(sender_id, key.public_jwk(sender_id, key_id))
         options: dict[str, Any] = {
             "base_url": self.url,
             "sender_id": sender_id,
@@ -298,10 +293,17 @@ class IBRSandbox:
             "token_url": self.token_url,
             "client_id": self.client_id,
             "client_secret": self.client_secret,
-            "signing_key": key,
-            "key_id": key_id,
             "registry_keys": JWKS.from_json(self.public_jwks()),
         }
+        if not overrides.get("unsigned", False):
+            key_id: str = overrides.pop("key_id", "test-key-1")
+            key = overrides.pop("signing_key", None)
+            if key is None:
+                key = SigningKey.generate()
+            elif isinstance(key, (str, bytes)):
+                key = SigningKey.from_pem(key)
+            self.register_client_key(sender_id, key.public_jwk(sender_id, key_id))
+            options.update(signing_key=key, key_id=key_id)
         options.update(overrides)
         return DCIClient(**options)
 

@@ -839,6 +839,27 @@ fn registry(
             ),
         );
     }
+    if let Some(version) = header.get("version").filter(|v| !v.is_null()) {
+        if version.as_str() != Some(envelope::VERSION) {
+            return sh.error(
+                400,
+                "err.version.not_supported",
+                &format!("header.version must be '{}'", envelope::VERSION),
+            );
+        }
+    }
+    if let Some(receiver) = field("receiver_id") {
+        if receiver != sh.signer.sender_id() {
+            return sh.error(
+                400,
+                "err.receiver_id.invalid",
+                &format!(
+                    "receiver_id '{receiver}' is not this registry ('{}')",
+                    sh.signer.sender_id()
+                ),
+            );
+        }
+    }
     if header.get("is_msg_encrypted") == Some(&Value::Bool(true)) {
         return sh.error(
             400,
