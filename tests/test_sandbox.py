@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -518,3 +519,37 @@ def test_client_wiring_against_the_documented_constructor(
     seen.clear()
     sandbox.client(unsigned=True, sender_id="other.sp")
     assert "signing_key" not in seen and seen["unsigned"] is True
+
+
+def test_start_releases_the_gil() -> None:
+    """Python threads keep running while start() generates a synthetic dataset.
+
+    With a long switch interval the main thread can only run during start() if start() released
+    the GIL; it counts how often it does.
+    """
+    sb = IBRSandbox(synthetic=20_000, seed=1)
+    entering, done = threading.Event(), threading.Event()
+
+    def start() -> None:
+        entering.set()
+        sb.start()
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)
+    try:
+        thread = threading.Thread(target=start)
+        thread.start()
+        entering.wait()
+        ticks = 0
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0)  # lets the start thread take the GIL back as soon as it wants it
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    try:
+        assert sb.running and len(sb.sample_identifiers("active", 2)) == 2
+        assert ticks > 100, ticks
+    finally:
+        sb.stop()
