@@ -14,6 +14,18 @@ use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
 use spp_dci_ibr::dci::sandbox::{DatasetSource, Sandbox, SandboxConfig};
 use spp_dci_ibr::dci::signature::{check, Keys, Policy};
 
+/// The body as JSON (reqwest's `json` feature is not enabled in this crate).
+trait JsonBody {
+    fn json_value(self) -> Result<Value, String>;
+}
+
+impl JsonBody for reqwest::blocking::Response {
+    fn json_value(self) -> Result<Value, String> {
+        let text = self.text().map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -51,7 +63,7 @@ fn main() {
         ])
         .send()
         .unwrap()
-        .json()
+        .json_value()
         .unwrap();
     let token = token["access_token"].as_str().unwrap().to_owned();
     let jwks = Arc::new(Jwks::from_value(&sb.public_jwks()).unwrap());
@@ -93,7 +105,7 @@ fn main() {
                         .body(body)
                         .send()
                         .unwrap()
-                        .json()
+                        .json_value()
                         .unwrap();
                     let verdict = check(
                         answer["signature"].as_str().unwrap(),

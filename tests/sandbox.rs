@@ -13,6 +13,18 @@ use spp_dci_ibr::dci::sandbox::{
 };
 use spp_dci_ibr::dci::signature::{check, Keys, Outcome, Policy};
 
+/// The body as JSON (reqwest's `json` feature is not enabled in this crate).
+trait JsonBody {
+    fn json_value(self) -> Result<Value, String>;
+}
+
+impl JsonBody for reqwest::blocking::Response {
+    fn json_value(self) -> Result<Value, String> {
+        let text = self.text().map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
 const SP: &str = "test.sp.local";
 
 struct Harness {
@@ -56,7 +68,7 @@ fn fetch_token(http: &reqwest::blocking::Client, sb: &Sandbox) -> String {
         ])
         .send()
         .unwrap()
-        .json()
+        .json_value()
         .unwrap();
     answer["access_token"].as_str().unwrap().to_owned()
 }
@@ -118,7 +130,7 @@ impl Harness {
             .get(self.sb.jwks_url())
             .send()
             .unwrap()
-            .json()
+            .json_value()
             .unwrap();
         let jwks = Jwks::from_value(&jwks_doc).unwrap();
         check(
@@ -218,7 +230,7 @@ fn token_endpoint_takes_body_basic_and_query_credentials() {
         .send()
         .unwrap();
     assert_eq!(basic.status(), 200);
-    let basic: Value = basic.json().unwrap();
+    let basic: Value = basic.json_value().unwrap();
     assert_eq!(basic["token_type"], "Bearer");
     assert_eq!(basic["expires_in"], 3600);
     assert_eq!(basic["scope"], "ibr.search");
@@ -242,7 +254,7 @@ fn token_endpoint_takes_body_basic_and_query_credentials() {
         .send()
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert_eq!(wrong.json::<Value>().unwrap()["error"], "invalid_client");
+    assert_eq!(wrong.json_value().unwrap()["error"], "invalid_client");
     let grant = h
         .http
         .post(h.sb.token_url())
@@ -256,7 +268,13 @@ fn token_endpoint_takes_body_basic_and_query_credentials() {
 #[test]
 fn jwks_publishes_the_key_that_signs_answers() {
     let h = harness(SandboxConfig::default());
-    let doc: Value = h.http.get(h.sb.jwks_url()).send().unwrap().json().unwrap();
+    let doc: Value = h
+        .http
+        .get(h.sb.jwks_url())
+        .send()
+        .unwrap()
+        .json_value()
+        .unwrap();
     assert_eq!(doc, h.sb.public_jwks());
     assert_eq!(
         doc["keys"][0]["kid"],
@@ -546,7 +564,7 @@ fn refusals_have_the_right_status_and_code() {
         let resp = rq.send().unwrap();
         (
             resp.status().as_u16(),
-            resp.json::<Value>().unwrap_or(Value::Null),
+            resp.json_value().unwrap_or(Value::Null),
         )
     };
     let (status, answer) = send(None, body.clone());
@@ -565,7 +583,10 @@ fn refusals_have_the_right_status_and_code() {
 
 #[test]
 fn signature_and_envelope_refusals() {
-    let h = harness(SandboxConfig::default());
+    let h = harness(SandboxConfig {
+        strict_receiver_id: true,
+        ..SandboxConfig::default()
+    });
     let message = search_message(&[("r", "UIN", "UIN-00000001")]);
     let signed: Value = serde_json::from_str(&h.body("search", None, 1, &message)).unwrap();
     let with = |f: &dyn Fn(&mut Value)| {
@@ -605,6 +626,11 @@ fn signature_and_envelope_refusals() {
     );
     let (status, answer) = with(&|e| e["header"]["action"] = json!("subscribe"));
     assert_eq!((status, error_code(&answer)), (400, "err.request.bad"));
+    let (status, answer) = with(&|e| e["header"]["receiver_id"] = json!("other.registry"));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "err.receiver_id.invalid")
+    );
     let (status, answer) = with(&|e| e["header"]["receiver_id"] = json!("other.registry"));
     assert_eq!(
         (status, error_code(&answer)),
@@ -694,7 +720,7 @@ fn without_auth_and_signatures_an_unsigned_request_is_answered() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let answer: Value = resp.json().unwrap();
+    let answer: Value = resp.json_value().unwrap();
     assert_eq!(
         answer["message"]["search_response"][0]["data"]["reg_records"]
             .as_array()
@@ -735,7 +761,7 @@ fn fault_trace(seed: u64) -> (Vec<String>, spp_dci_ibr::dci::sandbox::Stats) {
             Ok(r) => {
                 let status = r.status().as_u16();
                 let retry = r.headers().get("retry-after").is_some();
-                match r.json::<Value>() {
+                match r.json_value() {
                     Err(_) => format!("{status} garbage"),
                     Ok(v) if status != 200 => {
                         assert!(matches!(

@@ -115,6 +115,9 @@ pub struct SandboxConfig {
     pub require_signatures: bool,
     /// Refuse a repeated `(sender_id, message_id)` while its signature is live (409).
     pub reject_replays: bool,
+    /// Refuse a `header.receiver_id` other than `sender_id` (400 `err.receiver_id.invalid`).
+    /// Off by default: clients often derive it from the registry's host name.
+    pub strict_receiver_id: bool,
     /// Largest `page_size` honoured (and the default page size).
     pub max_page_size: usize,
     /// Most items in one envelope; more is rejected with `rjct.total_count.limit_exceeded`.
@@ -152,6 +155,7 @@ impl Default for SandboxConfig {
             require_auth: true,
             require_signatures: true,
             reject_replays: true,
+            strict_receiver_id: false,
             max_page_size: 100,
             max_batch_items: 5000,
             bare_enrolled: false,

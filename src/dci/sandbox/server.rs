@@ -848,7 +848,7 @@ fn registry(
             );
         }
     }
-    if let Some(receiver) = field("receiver_id") {
+    if let Some(receiver) = field("receiver_id").filter(|_| sh.cfg.strict_receiver_id) {
         if receiver != sh.signer.sender_id() {
             return sh.error(
                 400,
