@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import spp_dci_ibr as dci
-from spp_dci_ibr.exceptions import ConfigError, KeyFormatError
+from spp_dci_ibr.exceptions import ConfigError, KeyFormatError, SignatureError, TransportError
 from spp_dci_ibr.sandbox import IBRSandbox
 
 SP = "test.sp.local"
@@ -492,8 +492,18 @@ def test_error_style_detail() -> None:
 def test_client_is_configured_for_the_sandbox(sandbox: IBRSandbox) -> None:
     if not hasattr(dci, "DCIClient"):
         pytest.skip("spp_dci_ibr.DCIClient is not in this build yet")
-    client = sandbox.client()
-    assert client is not None
+    client = sandbox.client(max_retries=0)
+    (id_type, value) = sandbox.sample_identifiers("active")[0]
+    found = client.search_by_id(id_type, value)
+    assert found["status"] == "succ" and len(found["records"]) == 1
+    (id_type, value) = sandbox.sample_identifiers("unknown")[0]
+    assert client.search_by_id(id_type, value)["records"] == []
+    sandbox.set_faults({"bad_signature_rate": 1.0})
+    with pytest.raises(SignatureError):
+        client.search_by_id(id_type, value)
+    sandbox.set_faults({"drop_rate": 1.0})
+    with pytest.raises(TransportError):
+        client.search_by_id(id_type, value)
 
 
 def test_client_wiring_against_the_documented_constructor(
