@@ -676,6 +676,42 @@ fn signature_and_envelope_refusals() {
 }
 
 #[test]
+fn several_keys_without_kid_are_each_tried() {
+    let h = harness(SandboxConfig::default());
+    let mut signers = Vec::new();
+    for n in 0..2 {
+        let key = Arc::new(SigningKey::generate(Algorithm::Ed25519, 0).unwrap());
+        h.sb.register_client_key(
+            "pem.sender",
+            Jwk {
+                kid: None,
+                key: key.verifying_key(),
+            },
+        );
+        signers.push(Signer::new(key, "pem.sender", &format!("unlisted-{n}")).unwrap());
+    }
+    let message = search_message(&[("r", "UIN", "UIN-00000001")]);
+    for signer in &signers {
+        let header = request_header("search", "pem.sender", None, h.sb.sender_id(), 1);
+        let body = envelope::envelope_body(&header, &message, Some(signer)).unwrap();
+        assert_eq!(h.post_raw("/registry/sync/search", body).0, 200);
+    }
+    let stranger = Signer::new(
+        Arc::new(SigningKey::generate(Algorithm::Ed25519, 0).unwrap()),
+        "pem.sender",
+        "x",
+    )
+    .unwrap();
+    let header = request_header("search", "pem.sender", None, h.sb.sender_id(), 1);
+    let body = envelope::envelope_body(&header, &message, Some(&stranger)).unwrap();
+    let (status, answer) = h.post_raw("/registry/sync/search", body);
+    assert_eq!(
+        (status, error_code(&answer)),
+        (401, "err.signature.invalid")
+    );
+}
+
+#[test]
 fn error_styles_follow_the_configuration() {
     for (style, pick) in [
         (ErrorStyle::Ack, "/message/error/code"),

@@ -221,8 +221,9 @@ class IBRSandbox:
     def register_client_key(self, sender_id: str, key: str | bytes | dict[str, Any] | JWKS) -> None:
         """Trusts a public key (PEM, JWK, JWKS dict or :class:`JWKS`) for ``sender_id``.
 
-        Keys add up. A key with a kid is chosen by the signature's kid; a sender with a single
-        key has it tried whatever the kid. Raises ``KeyFormatError`` for an unusable key.
+        Keys add up. A key with a kid is chosen by the signature's kid; when no kid matches, the
+        sender's single key, or else each of its keys given without a kid (PEM), is tried.
+        Raises ``KeyFormatError`` for an unusable key.
         """
         self._native.register_client_key(sender_id, key)
 

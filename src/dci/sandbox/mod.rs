@@ -352,8 +352,9 @@ impl Sandbox {
     }
 
     /// Trusts `key` for envelopes whose `header.sender_id` is `sender_id` (in addition to the
-    /// keys already registered for it). A key with a kid is chosen by kid; a sender with a single
-    /// key has it tried whatever the kid.
+    /// keys already registered for it). A key with a kid is chosen by the signature's kid; when
+    /// no kid matches, a sender's single key, or else each of its keys registered without a kid
+    /// (from a PEM), is tried.
     pub fn register_client_key(&self, sender_id: &str, key: Jwk) {
         self.shared.register_key(sender_id, key);
     }

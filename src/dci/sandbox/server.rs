@@ -943,11 +943,23 @@ fn verify(
         }
     }
     let now = now_unix();
-    let check = match signature::check(field, &header, &message, &Keys::Set(jwks), Policy::at(now))
-    {
-        Ok(c) => c,
-        Err(_) => return refuse("err.signature.invalid", "signature could not be checked"),
+    let policy = Policy::at(now);
+    let Ok(mut check) = signature::check(field, &header, &message, &Keys::Set(jwks), policy) else {
+        return refuse("err.signature.invalid", "signature could not be checked");
     };
+    if check.outcome == Outcome::UnknownKey {
+        // Keys registered without a kid (PEM) are tried in turn when no kid matched.
+        for jwk in jwks.keys.iter().filter(|k| k.kid.is_none()) {
+            match signature::check(field, &header, &message, &Keys::One(&jwk.key), policy) {
+                Ok(c) if c.outcome == Outcome::Valid => {
+                    check = c;
+                    break;
+                }
+                Ok(c) => check = c,
+                Err(_) => {}
+            }
+        }
+    }
     drop(keys);
     if check.outcome != Outcome::Valid {
         return refuse(
