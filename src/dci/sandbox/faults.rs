@@ -49,7 +49,9 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// HTTP status → probability of answering that status (in the configured error style).
     pub error_rates: BTreeMap<u16, f64>,
-    /// Probability of cutting the connection without an HTTP answer.
+    /// Probability of a broken connection: no HTTP answer (the sandbox writes bytes that are not
+    /// HTTP, since tiny_http cannot close a socket on demand; clients see a transport error and
+    /// close the connection themselves).
     pub drop_rate: f64,
     /// Probability of answering 200 with a body that is not JSON.
     pub garbage_rate: f64,
@@ -70,7 +72,7 @@ pub struct Faults {
 pub enum Injected {
     /// Handled normally.
     None,
-    /// The connection is cut: no HTTP answer.
+    /// The connection breaks: no HTTP answer.
     Drop,
     /// 200 with a body that is not JSON.
     Garbage,
