@@ -66,8 +66,7 @@ pub struct LazyClient {
 impl LazyClient {
     pub fn new(settings: HttpSettings) -> Result<Self> {
         if let Some(pem) = &settings.ca_bundle {
-            reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|_| Error::Config("ca_bundle is not a PEM certificate bundle".into()))?;
+            ca_certificates(pem)?;
         }
         Ok(LazyClient {
             settings,
@@ -98,6 +97,16 @@ impl LazyClient {
     }
 }
 
+/// The certificates of a CA bundle; a bundle with none is a configuration error.
+fn ca_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>> {
+    match reqwest::Certificate::from_pem_bundle(pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        _ => Err(Error::Config(
+            "ca_bundle is not a PEM certificate bundle".into(),
+        )),
+    }
+}
+
 fn build_client(s: &HttpSettings) -> Result<Client> {
     let redirect = if s.same_host_redirects {
         reqwest::redirect::Policy::custom(|attempt| {
@@ -124,9 +133,7 @@ fn build_client(s: &HttpSettings) -> Result<Client> {
         .user_agent(concat!("spp-dci-client-ibr/", env!("CARGO_PKG_VERSION")))
         .danger_accept_invalid_certs(!s.verify_tls);
     if let Some(pem) = &s.ca_bundle {
-        for cert in reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|_| Error::Config("ca_bundle is not a PEM certificate bundle".into()))?
-        {
+        for cert in ca_certificates(pem)? {
             b = b.add_root_certificate(cert);
         }
     }

@@ -68,6 +68,8 @@ pub fn jwks_http(verify_tls: bool, ca_bundle: Option<Vec<u8>>) -> Result<LazyCli
 struct CacheEntry {
     jwks: Arc<Jwks>,
     fetched_at: Instant,
+    /// When a kid miss last caused a refetch (rate-limited to once a minute per URL).
+    miss_refetch_at: Option<Instant>,
 }
 
 fn cache() -> &'static Mutex<HashMap<String, CacheEntry>> {
@@ -105,28 +107,43 @@ impl RegistryKeys {
                 allow_http,
                 http,
             } => {
+                let has_kid = |j: &Jwks| kid.is_none_or(|k| j.get(k).is_some());
                 let cached = {
                     let map = cache().lock().unwrap_or_else(|p| p.into_inner());
                     map.get(url)
-                        .map(|e| (e.jwks.clone(), e.fetched_at.elapsed()))
+                        .map(|e| (e.jwks.clone(), e.fetched_at, e.miss_refetch_at))
                 };
-                let has_kid = |j: &Jwks| kid.is_none_or(|k| j.get(k).is_some());
-                let jwks = match cached {
-                    Some((jwks, age)) if age < JWKS_TTL && has_kid(&jwks) => jwks,
-                    Some((jwks, age)) if age < JWKS_MIN_REFETCH => jwks,
-                    _ => {
+                let (jwks, miss_refetch_at) = match cached {
+                    Some((jwks, fetched, _)) if fetched.elapsed() < JWKS_TTL && has_kid(&jwks) => {
+                        (jwks, None)
+                    }
+                    // A kid miss: refetch unless one already did within the minute.
+                    Some((jwks, fetched, Some(last)))
+                        if fetched.elapsed() < JWKS_TTL && last.elapsed() < JWKS_MIN_REFETCH =>
+                    {
+                        (jwks, None)
+                    }
+                    stale_or_missing => {
+                        let miss = stale_or_missing
+                            .as_ref()
+                            .is_some_and(|(_, fetched, _)| fetched.elapsed() < JWKS_TTL);
                         let fresh = Arc::new(fetch_jwks(http, url, *allow_http)?);
-                        let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
-                        map.insert(
-                            url.clone(),
-                            CacheEntry {
-                                jwks: fresh.clone(),
-                                fetched_at: Instant::now(),
-                            },
-                        );
-                        fresh
+                        let now = Instant::now();
+                        let previous = stale_or_missing.and_then(|(_, _, last)| last);
+                        (fresh, Some((now, if miss { Some(now) } else { previous })))
                     }
                 };
+                if let Some((fetched_at, miss_refetch_at)) = miss_refetch_at {
+                    let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
+                    map.insert(
+                        url.clone(),
+                        CacheEntry {
+                            jwks: jwks.clone(),
+                            fetched_at,
+                            miss_refetch_at,
+                        },
+                    );
+                }
                 f(&Keys::Set(&jwks))
             }
         }

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use serde_json::{json, Value};
 
+use super::gil::blocking;
 use super::json::{to_python, to_value};
 use super::signing::{PyJwks, PySigningKey};
 use crate::dci::auth::{Auth, CredentialLocation, OAuth2};
@@ -223,7 +224,7 @@ impl PyDciClient {
     /// other auth modes.
     fn check_auth(&self, py: Python<'_>) -> PyResult<()> {
         let c = self.inner.clone();
-        Ok(py.allow_threads(move || c.check_auth())?)
+        Ok(blocking(py, move || c.check_auth())?)
     }
 
     /// Sync search; returns the verified response `message` dict.
@@ -249,8 +250,7 @@ impl PyDciClient {
             page_number,
         );
         let c = self.inner.clone();
-        let (sent, items) =
-            py.allow_threads(move || c.search_batch(vec![criteria], transaction_id))?;
+        let (sent, items) = blocking(py, move || c.search_batch(vec![criteria], transaction_id))?;
         let item = items.into_iter().next().expect("one item per request item");
         if item.status == crate::dci::client::ItemStatus::Rjct {
             return Err(Error::Registry {
@@ -320,7 +320,7 @@ impl PyDciClient {
             .map(|q| criteria_arg(&q, reg_type, page_size))
             .collect::<PyResult<Vec<_>>>()?;
         let c = self.inner.clone();
-        let (_, items) = py.allow_threads(move || c.search_batch(criteria, transaction_id))?;
+        let (_, items) = blocking(py, move || c.search_batch(criteria, transaction_id))?;
         let out = PyList::empty(py);
         for item in &items {
             out.append(item_dict(py, item)?)?;
@@ -352,8 +352,7 @@ impl PyDciClient {
             page_number,
         );
         let c = self.inner.clone();
-        let (sent, ack) =
-            py.allow_threads(move || c.search_async(vec![criteria], transaction_id))?;
+        let (sent, ack) = blocking(py, move || c.search_async(vec![criteria], transaction_id))?;
         ack_dict(py, &sent, &ack)
     }
 
@@ -370,7 +369,7 @@ impl PyDciClient {
             single => vec![single],
         };
         let c = self.inner.clone();
-        let (sent, ack) = py.allow_threads(move || c.subscribe(list, transaction_id))?;
+        let (sent, ack) = blocking(py, move || c.subscribe(list, transaction_id))?;
         ack_dict(py, &sent, &ack)
     }
 
@@ -383,8 +382,9 @@ impl PyDciClient {
         transaction_id: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let c = self.inner.clone();
-        let (sent, ack) =
-            py.allow_threads(move || c.unsubscribe(subscription_codes, transaction_id))?;
+        let (sent, ack) = blocking(py, move || {
+            c.unsubscribe(subscription_codes, transaction_id)
+        })?;
         ack_dict(py, &sent, &ack)
     }
 
@@ -412,8 +412,9 @@ impl PyDciClient {
         };
         let c = self.inner.clone();
         let txn_type = txn_type.to_owned();
-        let reply =
-            py.allow_threads(move || c.txn_status(&txn_type, attribute_type, value, sync))?;
+        let reply = blocking(py, move || {
+            c.txn_status(&txn_type, attribute_type, value, sync)
+        })?;
         reply_dict(py, &reply)
     }
 
@@ -434,7 +435,9 @@ impl PyDciClient {
         }
         let c = self.inner.clone();
         let entity = response_entity.map(str::to_owned);
-        let reply = py.allow_threads(move || c.enrolled("expression", query, entity.as_deref()))?;
+        let reply = blocking(py, move || {
+            c.enrolled("expression", query, entity.as_deref())
+        })?;
         reply_dict(py, &reply)
     }
 
@@ -450,7 +453,7 @@ impl PyDciClient {
             ));
         };
         let c = self.inner.clone();
-        let reply = py.allow_threads(move || c.enrollment_updates(list))?;
+        let reply = blocking(py, move || c.enrollment_updates(list))?;
         reply_dict(py, &reply)
     }
 
@@ -534,7 +537,7 @@ pub fn fetch_jwks(
     allow_http: bool,
     verify_tls: bool,
 ) -> PyResult<PyJwks> {
-    let jwks = py.allow_threads(move || {
+    let jwks = blocking(py, move || {
         let http = keysource::jwks_http(verify_tls, None)?;
         keysource::fetch_jwks(&http, &url, allow_http)
     })?;

@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
 use serde_json::Value;
 
 use super::client::PyDciClient;
+use super::gil::blocking;
 use super::json::{to_python, to_value};
 use crate::dci::client::{DciClient, Endpoint};
 use crate::dci::ibr::{self, Beneficiary, DuplicationResult, Identifier};
@@ -322,7 +323,7 @@ impl PyIbrService {
     ) -> PyResult<PyDuplicationResult> {
         let ids = identifiers_of(identifiers).map_err(PyValueError::new_err)?;
         let client = self.client.clone();
-        let result = py.allow_threads(move || ibr::check_registrants(&client, &[ids], 100, 1));
+        let result = blocking(py, move || ibr::check_registrants(&client, &[ids], 100, 1));
         Ok(wrap(
             py,
             py.None(),
@@ -371,8 +372,9 @@ impl PyIbrService {
         id_value: String,
     ) -> PyResult<Vec<PyBeneficiary>> {
         let client = self.client.clone();
-        let result =
-            py.allow_threads(move || search_one(&client, Identifier::new(id_type, id_value)))?;
+        let result = blocking(py, move || {
+            search_one(&client, Identifier::new(id_type, id_value))
+        })?;
         Ok(result
             .into_iter()
             .map(|inner| PyBeneficiary { inner })
@@ -389,7 +391,7 @@ impl PyIbrService {
     ) -> PyResult<Bound<'py, PyDict>> {
         let client = self.client.clone();
         let use_enrolled = self.enrolled_supported.load(Ordering::Relaxed);
-        let (enrolled, offered, records) = py.allow_threads(move || {
+        let (enrolled, offered, records) = blocking(py, move || {
             enrollment_status(&client, Identifier::new(id_type, id_value), use_enrolled)
         })?;
         if !offered {
@@ -585,9 +587,10 @@ impl PyCheckIterator {
             .collect();
         let client = self.client.clone();
         let (batch, conc) = (self.batch_size, self.concurrency);
-        let mut results = py
-            .allow_threads(move || ibr::check_registrants(&client, &valid, batch, conc))
-            .into_iter();
+        let mut results = blocking(py, move || {
+            ibr::check_registrants(&client, &valid, batch, conc)
+        })
+        .into_iter();
         for (key, input) in keys.into_iter().zip(inputs) {
             let result = results.next().expect("one result per registrant");
             let result = match input {

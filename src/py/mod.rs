@@ -2,6 +2,7 @@
 
 mod client;
 mod error;
+mod gil;
 mod ibr;
 mod json;
 mod sandbox;
@@ -28,8 +29,7 @@ mod _native {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        // Rust `log` records go to Python's `logging` (logger names start with `spp_dci_ibr`).
-        let _ = pyo3_log::try_init();
+        super::gil::init_logging();
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

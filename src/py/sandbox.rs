@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
 use serde_json::{Map, Value};
 
+use super::gil::blocking;
 use super::json::{to_python, to_value};
 use super::signing::{PyJwks, PySigningKey};
 use crate::dci::jwk::Jwk;
@@ -195,13 +196,13 @@ impl PySandbox {
         }
         // The lock is not held while the GIL is released (another thread may want both).
         let config = self.config.clone();
-        let started = py.allow_threads(|| Sandbox::start(config))?;
+        let started = blocking(py, || Sandbox::start(config))?;
         let mut state = self.state();
         if state.is_none() {
             *state = Some(started);
         } else {
             drop(state);
-            py.allow_threads(move || drop(started));
+            blocking(py, move || drop(started));
         }
         Ok(())
     }
@@ -210,7 +211,7 @@ impl PySandbox {
     fn stop(&self, py: Python<'_>) {
         let taken = self.state().take();
         if let Some(mut sb) = taken {
-            py.allow_threads(move || sb.stop());
+            blocking(py, move || sb.stop());
         }
     }
 

@@ -315,7 +315,12 @@ impl Shared {
 
     pub fn register_key(&self, sender_id: &str, key: Jwk) {
         let mut keys = self.client_keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.entry(sender_id.to_owned()).or_default().keys.push(key);
+        let set = &mut keys.entry(sender_id.to_owned()).or_default().keys;
+        // A key registered again under the same kid replaces the old one (rotation).
+        if key.kid.is_some() {
+            set.retain(|k| k.kid != key.kid);
+        }
+        set.push(key);
     }
 
     pub fn stats(&self) -> Stats {
