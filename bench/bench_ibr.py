@@ -27,10 +27,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import spp_dci_ibr as dci
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-
-import spp_dci_ibr as dci
 from spp_dci_ibr.sandbox import IBRSandbox
 
 SENDER, KEY_ID = "bench.sp.local", "bench-key"

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 import spp_dci_ibr as dci
 from spp_dci_ibr.sandbox import IBRSandbox
 
