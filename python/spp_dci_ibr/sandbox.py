@@ -91,6 +91,7 @@ class IBRSandbox:
     ``faults`` (also :meth:`set_faults`), all optional and deterministic from ``seed`` and the
     order of requests: ``{"seed": 0, "latency_ms": 0, "jitter_ms": 0,
     "error_rates": {500: 0.02, 503: 0.02, 429: 0.02}, "drop_rate": 0.0, "garbage_rate": 0.0,
+    "stall_rate": 0.0, "stall_ms": 0,
     "bad_signature_rate": 0.0, "wrong_reference_rate": 0.0, "duplicate_callback_rate": 0.0,
     "callback_delay_ms": 0, "retry_after": None}``; a status may also be a top-level key
     (``{503: 0.1}``). Faults apply to ``/registry/*`` routes only.

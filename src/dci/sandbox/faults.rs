@@ -55,6 +55,10 @@ pub struct Faults {
     pub drop_rate: f64,
     /// Probability of answering 200 with a body that is not JSON.
     pub garbage_rate: f64,
+    /// Probability that a request waits an extra `stall_ms` before it is handled (a client
+    /// with a shorter read timeout times out).
+    pub stall_rate: f64,
+    pub stall_ms: u64,
     /// Probability that a signed answer or callback carries a signature that does not verify.
     pub bad_signature_rate: f64,
     /// Probability that the `reference_id`s of an answer or callback are replaced.
@@ -100,8 +104,10 @@ impl Decision {
     };
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "seed",
+    "stall_rate",
+    "stall_ms",
     "latency_ms",
     "jitter_ms",
     "error_rates",
@@ -184,6 +190,8 @@ impl Faults {
                 }
                 "drop_rate" => f.drop_rate = rate(key, v)?,
                 "garbage_rate" => f.garbage_rate = rate(key, v)?,
+                "stall_rate" => f.stall_rate = rate(key, v)?,
+                "stall_ms" => f.stall_ms = count(key, v)?,
                 "bad_signature_rate" => f.bad_signature_rate = rate(key, v)?,
                 "wrong_reference_rate" => f.wrong_reference_rate = rate(key, v)?,
                 "duplicate_callback_rate" => f.duplicate_callback_rate = rate(key, v)?,
@@ -229,6 +237,8 @@ impl Faults {
             "error_rates": rates,
             "drop_rate": self.drop_rate,
             "garbage_rate": self.garbage_rate,
+            "stall_rate": self.stall_rate,
+            "stall_ms": self.stall_ms,
             "bad_signature_rate": self.bad_signature_rate,
             "wrong_reference_rate": self.wrong_reference_rate,
             "duplicate_callback_rate": self.duplicate_callback_rate,
@@ -270,12 +280,18 @@ impl Faults {
             }
             draw -= r;
         }
+        // Drawn last so that adding a stall rate keeps every other decision of a seed.
+        let stalled = |rng: &mut SplitMix64| rng.next_f64() < self.stall_rate;
+        let bad_signature = rng.next_f64() < self.bad_signature_rate;
+        let wrong_reference = rng.next_f64() < self.wrong_reference_rate;
+        let duplicate_callback = rng.next_f64() < self.duplicate_callback_rate;
+        let stall = if stalled(&mut rng) { self.stall_ms } else { 0 };
         Decision {
-            latency_ms: self.latency_ms + jitter,
+            latency_ms: self.latency_ms + jitter + stall,
             injected,
-            bad_signature: rng.next_f64() < self.bad_signature_rate,
-            wrong_reference: rng.next_f64() < self.wrong_reference_rate,
-            duplicate_callback: rng.next_f64() < self.duplicate_callback_rate,
+            bad_signature,
+            wrong_reference,
+            duplicate_callback,
         }
     }
 }
