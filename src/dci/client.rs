@@ -8,8 +8,9 @@ use log::debug;
 use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
-use super::canonical::{self, HeaderForm};
-use super::envelope::{new_id, now_unix, timestamp, VERSION};
+use super::envelope::{
+    envelope_body, new_id, now_unix, request_header, timestamp, Signer, VERSION,
+};
 use super::error::{Error, Result};
 use super::http::{describe, read_limited, HttpSettings, LazyClient};
 use super::keys::SigningKey;
@@ -238,7 +239,7 @@ pub struct DciClient {
     receiver_id: String,
     callback_uri: Option<String>,
     auth: Auth,
-    signing: Signing,
+    signer: Option<Signer>,
     keys: RegistryKeys,
     paths: Vec<(Endpoint, String)>,
     http: LazyClient,
@@ -277,9 +278,13 @@ impl DciClient {
                 return Err(Error::Config("callback_uri must be http or https".into()));
             }
         }
-        if let Signing::Key { key_id, .. } = &cfg.signing {
-            check_id("key_id", key_id)?;
-        }
+        let signer = match cfg.signing {
+            Signing::Unsigned => None,
+            Signing::Key { key, key_id } => {
+                check_id("key_id", &key_id)?;
+                Some(Signer::new(key, &cfg.sender_id, &key_id)?)
+            }
+        };
         match &cfg.auth {
             Auth::Bearer(t) if t.expose().is_empty() => {
                 return Err(Error::Config("bearer auth needs a non-empty token".into()))
@@ -321,7 +326,7 @@ impl DciClient {
             receiver_id,
             callback_uri: cfg.callback_uri,
             auth: cfg.auth,
-            signing: cfg.signing,
+            signer,
             keys: cfg.registry_keys,
             paths,
             http: LazyClient::new(cfg.http)?,
@@ -345,8 +350,9 @@ impl DciClient {
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
-    pub fn signing(&self) -> &Signing {
-        &self.signing
+    /// How requests are signed; None when sending unsigned (explicit opt-in).
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
     pub fn registry_keys(&self) -> &RegistryKeys {
         &self.keys
@@ -371,51 +377,24 @@ impl DciClient {
         Ok(())
     }
 
-    /// The 10-key request header of PROTOCOL §1.
-    fn header(&self, action: &str, total_count: usize) -> Value {
-        let now = now_unix();
-        json!({
-            "version": VERSION,
-            "message_id": new_id(),
-            "message_ts": timestamp(now),
-            "action": action,
-            "sender_id": self.sender_id,
-            "sender_uri": self.callback_uri,
-            "receiver_id": self.receiver_id,
-            "total_count": total_count,
-            "is_msg_encrypted": false,
-            "meta": {},
-        })
-    }
-
-    /// A signed envelope body for `message`, with a fresh message_id.
+    /// A signed envelope body for `message` with a fresh message_id, serialised once from the
+    /// canonical text that is signed.
     fn envelope(
         &self,
         action: &str,
         message: &Value,
         total_count: usize,
     ) -> Result<(String, Vec<u8>)> {
-        let header = self.header(action, total_count);
+        let header = request_header(
+            action,
+            &self.sender_id,
+            self.callback_uri.as_deref(),
+            &self.receiver_id,
+            total_count,
+        );
         let message_id = header["message_id"].as_str().unwrap_or_default().to_owned();
-        let signature = match &self.signing {
-            Signing::Unsigned => String::new(),
-            Signing::Key { key, key_id } => {
-                let payload =
-                    canonical::signing_payload(&&header, &message, HeaderForm::AsReceived)?;
-                let created = now_unix();
-                signature::sign_payload(
-                    &payload,
-                    key,
-                    &self.sender_id,
-                    key_id,
-                    created,
-                    created + signature::DEFAULT_LIFETIME,
-                )?
-            }
-        };
-        let body = json!({"signature": signature, "header": header, "message": message});
-        let bytes = serde_json::to_vec(&body).map_err(|e| Error::Json(e.to_string()))?;
-        Ok((message_id, bytes))
+        let body = envelope_body(&header, message, self.signer.as_ref())?;
+        Ok((message_id, body.into_bytes()))
     }
 
     /// Sends `message` to `endpoint` with retries, token renewal on 401, and reads the answer.
@@ -608,7 +587,7 @@ impl DciClient {
         let (sent, message) = self.search_message(criteria, transaction_id);
         let count = sent.reference_ids.len();
         let reply = self.send(Endpoint::SyncSearch, message, count, sent)?;
-        let Answer::Envelope { message, .. } = &reply.answer else {
+        let Answer::Envelope { mut message, .. } = reply.answer else {
             return Err(Error::Protocol(
                 "sync search answered without an envelope".into(),
             ));
@@ -620,7 +599,8 @@ impl DciClient {
                 ));
             }
         }
-        let items = match_items(&reply.sent.reference_ids, message.get("search_response"));
+        let answered = message.get_mut("search_response").map(Value::take);
+        let items = match_items(&reply.sent.reference_ids, answered);
         Ok((reply.sent, items))
     }
 
@@ -906,8 +886,8 @@ fn expect_ack(reply: Reply, what: &str) -> Result<(Sent, Ack)> {
 }
 
 /// Reads one answered item: its status and records (`data.reg_records`, or a bare list).
-fn read_item(reference_id: &str, raw: &Value) -> ItemAnswer {
-    let text = |k: &str| raw.get(k).and_then(Value::as_str).map(short);
+fn read_item(reference_id: &str, mut raw: Value) -> ItemAnswer {
+    let text = |raw: &Value, k: &str| raw.get(k).and_then(Value::as_str).map(short);
     let status = match raw.get("status").and_then(Value::as_str) {
         Some("succ") => ItemStatus::Succ,
         Some("rjct") => ItemStatus::Rjct,
@@ -916,46 +896,54 @@ fn read_item(reference_id: &str, raw: &Value) -> ItemAnswer {
         None if raw.get("data").is_some() => ItemStatus::Succ,
         _ => ItemStatus::Rjct,
     };
-    let records = match raw.get("data") {
-        Some(Value::Object(d)) => match d.get("reg_records") {
-            Some(Value::Array(r)) => r.clone(),
-            Some(Value::Object(o)) => vec![Value::Object(o.clone())],
+    // The records move out of the item (`raw` keeps the rest): they are the bulk of an answer.
+    let records = match raw.get_mut("data") {
+        Some(Value::Object(d)) => match d.get_mut("reg_records").map(Value::take) {
+            Some(Value::Array(r)) => r,
+            Some(o @ Value::Object(_)) => vec![o],
             _ => vec![],
         },
-        Some(Value::Array(r)) => r.clone(),
+        Some(data @ Value::Array(_)) => match data.take() {
+            Value::Array(r) => r,
+            _ => vec![],
+        },
         _ => vec![],
     };
-    let mut reason_code = text("status_reason_code");
-    if status == ItemStatus::Rjct && reason_code.is_none() && raw.get("status").is_some() {
-        reason_code = raw.get("status").and_then(Value::as_str).map(short);
+    let mut reason_code = text(&raw, "status_reason_code");
+    if status == ItemStatus::Rjct && reason_code.is_none() {
+        reason_code = text(&raw, "status");
     }
     ItemAnswer {
         reference_id: reference_id.to_owned(),
         status,
         reason_code,
-        reason_message: text("status_reason_message"),
+        reason_message: text(&raw, "status_reason_message"),
         records,
-        raw: raw.clone(),
+        raw,
     }
 }
 
 /// Matches answered items to request items by `reference_id`; positionally only when the
 /// registry echoes none and the counts match. Unanswered request items are `Missing`.
-pub fn match_items(reference_ids: &[String], answer: Option<&Value>) -> Vec<ItemAnswer> {
-    let answered: Vec<&Value> = match answer {
-        Some(Value::Array(a)) => a.iter().collect(),
+pub fn match_items(reference_ids: &[String], answer: Option<Value>) -> Vec<ItemAnswer> {
+    let answered: Vec<Value> = match answer {
+        Some(Value::Array(a)) => a,
         Some(v @ Value::Object(_)) => vec![v],
         _ => vec![],
     };
-    let echoed = answered
-        .iter()
-        .any(|a| a.get("reference_id").and_then(Value::as_str).is_some());
+    let ref_of = |a: &Value| {
+        a.get("reference_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let echoed = answered.iter().any(|a| ref_of(a).is_some());
     let positional = !echoed && answered.len() == reference_ids.len();
-    let mut by_ref: std::collections::HashMap<&str, &Value> = std::collections::HashMap::new();
+    let mut slots: Vec<Option<Value>> = answered.into_iter().map(Some).collect();
+    let mut by_ref: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     if echoed {
-        for a in &answered {
-            if let Some(r) = a.get("reference_id").and_then(Value::as_str) {
-                by_ref.entry(r).or_insert(a);
+        for (i, a) in slots.iter().enumerate() {
+            if let Some(r) = a.as_ref().and_then(ref_of) {
+                by_ref.entry(r).or_insert(i);
             }
         }
     }
@@ -963,12 +951,12 @@ pub fn match_items(reference_ids: &[String], answer: Option<&Value>) -> Vec<Item
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let found = if positional {
-                answered.get(i).copied()
+            let slot = if positional {
+                Some(i)
             } else {
                 by_ref.get(r.as_str()).copied()
             };
-            match found {
+            match slot.and_then(|s| slots.get_mut(s)).and_then(Option::take) {
                 Some(raw) => read_item(r, raw),
                 None => ItemAnswer {
                     reference_id: r.clone(),
@@ -1012,17 +1000,17 @@ mod tests {
             {"reference_id": "b", "status": "succ", "data": {"reg_records": [{"x": 1}]}},
             {"reference_id": "zzz", "status": "succ"},
         ]);
-        let items = match_items(&refs, Some(&answer));
+        let items = match_items(&refs, Some(answer));
         assert_eq!(items[0].status, ItemStatus::Missing);
         assert_eq!(items[1].status, ItemStatus::Succ);
         assert_eq!(items[1].records.len(), 1);
         let bare = json!([{"status": "rjct", "status_reason_code": "rjct.x"}, {"status": "succ", "data": [{"y": 2}]}]);
-        let items = match_items(&refs, Some(&bare));
+        let items = match_items(&refs, Some(bare));
         assert_eq!(items[0].status, ItemStatus::Rjct);
         assert_eq!(items[0].reason_code.as_deref(), Some("rjct.x"));
         assert_eq!(items[1].records, vec![json!({"y": 2})]);
         let short_answer = json!([{"status": "succ"}]);
-        assert!(match_items(&refs, Some(&short_answer))
+        assert!(match_items(&refs, Some(short_answer))
             .iter()
             .all(|i| i.status == ItemStatus::Missing));
     }

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::client::{
-    match_items, search_criteria, DciClient, ItemAnswer, ItemStatus, IBR_REG_TYPE,
+    match_items, search_criteria, DciClient, Endpoint, ItemAnswer, ItemStatus, IBR_REG_TYPE,
 };
-use super::error::Error;
+use super::error::{Error, Result};
 
 /// One identifier of a registrant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -175,7 +175,17 @@ fn read_enrolment(entry: &Value) -> Enrolment {
 
 impl Beneficiary {
     /// Reads one record (spec shape `member.programme_identifier`, object or list, and variants).
-    pub fn from_record(record: &Value) -> Self {
+    pub fn from_record(record: Value) -> Self {
+        let (identifier, name, enrolments) = Self::read(&record);
+        Beneficiary {
+            identifier,
+            name,
+            enrolments,
+            raw: record,
+        }
+    }
+
+    fn read(record: &Value) -> (Option<Identifier>, Option<String>, Vec<Enrolment>) {
         let member = record
             .get("member")
             .filter(|m| m.is_object())
@@ -222,12 +232,7 @@ impl Beneficiary {
             Some(v @ Value::Object(_)) => vec![read_enrolment(v)],
             _ => vec![],
         };
-        Beneficiary {
-            identifier,
-            name: name.filter(|n| !n.is_empty()),
-            enrolments,
-            raw: record.clone(),
-        }
+        (identifier, name.filter(|n| !n.is_empty()), enrolments)
     }
 
     pub fn is_currently_enrolled(&self) -> bool {
@@ -264,6 +269,8 @@ pub struct IdentifierOutcome {
     pub reason: Option<String>,
     pub beneficiaries: Vec<Beneficiary>,
     pub reference_id: Option<String>,
+    /// The answered item without its records (they live in `beneficiaries`); Null when none.
+    pub raw_item: Value,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,7 +298,6 @@ pub struct DuplicationResult {
     pub matched_programs: Vec<String>,
     pub outcomes: Vec<IdentifierOutcome>,
     pub reasons: Vec<String>,
-    pub raw_responses: Vec<Value>,
     pub transaction_ids: Vec<String>,
 }
 
@@ -308,12 +314,28 @@ impl DuplicationResult {
         )
     }
 
+    /// The registry's answer items for this check, records included.
+    pub fn raw_responses(&self) -> Vec<Value> {
+        self.outcomes
+            .iter()
+            .filter(|o| !o.raw_item.is_null())
+            .map(|o| {
+                let mut item = o.raw_item.clone();
+                let records: Vec<Value> = o.beneficiaries.iter().map(|b| b.raw.clone()).collect();
+                match item.get_mut("data") {
+                    Some(Value::Object(d)) => {
+                        d.insert("reg_records".into(), Value::Array(records));
+                    }
+                    Some(data) if !records.is_empty() => *data = Value::Array(records),
+                    _ => {}
+                }
+                item
+            })
+            .collect()
+    }
+
     /// Classifies outcomes (PROTOCOL §7).
-    pub fn classify(
-        outcomes: Vec<IdentifierOutcome>,
-        raw_responses: Vec<Value>,
-        transaction_ids: Vec<String>,
-    ) -> Self {
+    pub fn classify(outcomes: Vec<IdentifierOutcome>, transaction_ids: Vec<String>) -> Self {
         let mut reasons = Vec::new();
         let mut programs = BTreeSet::new();
         let mut any_records = false;
@@ -336,7 +358,7 @@ impl DuplicationResult {
                 OutcomeStatus::Failed | OutcomeStatus::Pending => {
                     any_unchecked = true;
                     reasons.push(format!(
-                        "{} {}: {}",
+                        "{} '{}': {}",
                         o.identifier.id_type,
                         o.identifier.value,
                         o.reason.as_deref().unwrap_or(o.status.as_str())
@@ -361,14 +383,13 @@ impl DuplicationResult {
             matched_programs: programs.into_iter().collect(),
             outcomes,
             reasons,
-            raw_responses,
             transaction_ids,
         }
     }
 }
 
 /// The outcome of one identifier from its answered search item.
-pub fn outcome_of(identifier: Identifier, item: &ItemAnswer) -> IdentifierOutcome {
+pub fn outcome_of(identifier: Identifier, item: ItemAnswer) -> IdentifierOutcome {
     let (status, reason) = match item.status {
         ItemStatus::Succ if item.records.is_empty() => (OutcomeStatus::NoRecords, None),
         ItemStatus::Succ => (OutcomeStatus::Records, None),
@@ -395,8 +416,13 @@ pub fn outcome_of(identifier: Identifier, item: &ItemAnswer) -> IdentifierOutcom
         identifier,
         status,
         reason,
-        beneficiaries: item.records.iter().map(Beneficiary::from_record).collect(),
-        reference_id: Some(item.reference_id.clone()),
+        beneficiaries: item
+            .records
+            .into_iter()
+            .map(Beneficiary::from_record)
+            .collect(),
+        raw_item: item.raw,
+        reference_id: Some(item.reference_id),
     }
 }
 
@@ -407,6 +433,7 @@ fn failed_outcome(identifier: Identifier, reason: String) -> IdentifierOutcome {
         reason: Some(reason),
         beneficiaries: vec![],
         reference_id: None,
+        raw_item: Value::Null,
     }
 }
 
@@ -434,7 +461,8 @@ pub fn check_registrants(
     }
     let chunks: Vec<&[(usize, usize, Identifier)]> = work.chunks(batch_size.max(1)).collect();
     let next = AtomicUsize::new(0);
-    type Done = Vec<(usize, usize, IdentifierOutcome, Option<(String, Value)>)>;
+    // (registrant, identifier position, outcome, transaction id of the envelope that answered)
+    type Done = Vec<(usize, usize, IdentifierOutcome, Option<String>)>;
     let done: Mutex<Done> = Mutex::new(Vec::with_capacity(work.len()));
     std::thread::scope(|s| {
         for _ in 0..concurrency.clamp(1, 64).min(chunks.len().max(1)) {
@@ -445,9 +473,9 @@ pub fn check_registrants(
                 let mut local = Vec::with_capacity(chunk.len());
                 match client.search_batch(criteria, None) {
                     Ok((sent, items)) => {
-                        for ((r, i, id), item) in chunk.iter().zip(items.iter()) {
-                            let raw = Some((sent.transaction_id.clone(), item.raw.clone()));
-                            local.push((*r, *i, outcome_of(id.clone(), item), raw));
+                        for ((r, i, id), item) in chunk.iter().zip(items) {
+                            let txn = Some(sent.transaction_id.clone());
+                            local.push((*r, *i, outcome_of(id.clone(), item), txn));
                         }
                     }
                     Err(e) => {
@@ -461,27 +489,93 @@ pub fn check_registrants(
             });
         }
     });
-    let mut raws: Vec<Vec<Value>> = vec![Vec::new(); registrants.len()];
     let mut txns: Vec<BTreeSet<String>> = vec![BTreeSet::new(); registrants.len()];
-    for (r, i, outcome, raw) in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    for (r, i, outcome, txn) in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
         outcomes[r][i] = Some(outcome);
-        if let Some((txn, raw)) = raw {
-            raws[r].push(raw);
-            txns[r].insert(txn);
-        }
+        txns[r].extend(txn);
     }
     outcomes
         .into_iter()
-        .zip(raws)
         .zip(txns)
-        .map(|((o, raw), txn)| {
+        .map(|(o, txn)| {
             let o = o
                 .into_iter()
                 .map(|x| x.expect("every identifier gets an outcome"))
                 .collect();
-            DuplicationResult::classify(o, raw, txn.into_iter().collect())
+            DuplicationResult::classify(o, txn.into_iter().collect())
         })
         .collect()
+}
+
+/// The beneficiary records for one identifier; a rejected or unanswered item is an error.
+pub fn search_beneficiaries(client: &DciClient, id: Identifier) -> Result<Vec<Beneficiary>> {
+    let criteria = vec![search_criteria(
+        "idtype-value",
+        json!({"type": id.id_type, "value": id.value}),
+        IBR_REG_TYPE,
+        None,
+        MAX_RECORDS_PER_IDENTIFIER,
+        1,
+    )];
+    let (_, items) = client.search_batch(criteria, None)?;
+    let item = items.into_iter().next().expect("one item");
+    let code = item.reason_code.clone();
+    let outcome = outcome_of(id, item);
+    match outcome.status {
+        OutcomeStatus::Records | OutcomeStatus::NoRecords => Ok(outcome.beneficiaries),
+        _ => Err(Error::Registry {
+            code,
+            message: outcome.reason.unwrap_or_default(),
+        }),
+    }
+}
+
+/// `(enrolled, whether /registry/sync/enrolled is offered, records)`: the enrolled call when
+/// offered (with a search for detail when the answer is yes), search otherwise.
+pub fn enrollment_status(
+    client: &DciClient,
+    id: Identifier,
+    use_enrolled: bool,
+) -> Result<(bool, bool, Vec<Beneficiary>)> {
+    if use_enrolled {
+        let query = json!({"identifier_type": id.id_type, "identifier_value": id.value, "person_identifier": {"eq": id.value}});
+        match client.enrolled("expression", query, None) {
+            Ok(reply) => {
+                let yes = reply
+                    .message()
+                    .and_then(|m| m.get("enrolled_response"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|items| {
+                        items.iter().any(|i| {
+                            i.get("enrolled_status").and_then(Value::as_str) == Some("yes")
+                        })
+                    });
+                // Detail is best effort: the enrolled answer decides.
+                let records = if yes {
+                    search_beneficiaries(client, id).unwrap_or_default()
+                } else {
+                    vec![]
+                };
+                return Ok((yes, true, records));
+            }
+            Err(Error::HttpStatus {
+                status: 404 | 405 | 501,
+                ..
+            }) => {
+                log::debug!(
+                    "{} is not offered; using search",
+                    client.path(Endpoint::Enrolled)
+                );
+                let records = search_beneficiaries(client, id)?;
+                let yes = records.iter().any(Beneficiary::is_currently_enrolled);
+                return Ok((yes, false, records));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let records = search_beneficiaries(client, id)?;
+    let yes = records.iter().any(Beneficiary::is_currently_enrolled);
+    Ok((yes, false, records))
 }
 
 /// A failure reason: the error kind and its message (never secrets: errors carry none).
@@ -518,9 +612,9 @@ pub fn classify_message(
     } else {
         reference_ids.to_vec()
     };
-    let items = match_items(&refs, answered);
+    let items = match_items(&refs, answered.cloned());
     let outcomes = items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, item)| {
             let id = identifiers
@@ -534,7 +628,7 @@ pub fn classify_message(
         .get("transaction_id")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    DuplicationResult::classify(outcomes, vec![message.clone()], txn.into_iter().collect())
+    DuplicationResult::classify(outcomes, txn.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -560,9 +654,9 @@ mod tests {
     fn check(items: Vec<ItemAnswer>) -> DuplicationResult {
         let outcomes = items
             .iter()
-            .map(|i| outcome_of(Identifier::new("UIN", "1"), i))
+            .map(|i| outcome_of(Identifier::new("UIN", "1"), i.clone()))
             .collect();
-        DuplicationResult::classify(outcomes, vec![], vec![])
+        DuplicationResult::classify(outcomes, vec![])
     }
 
     #[test]
@@ -600,20 +694,17 @@ mod tests {
             item(ItemStatus::Succ, vec![record(json!("Active"), "C")]),
         ]);
         assert_eq!(found.result, Some(Classification::ConfirmedMatch));
-        assert_eq!(
-            DuplicationResult::classify(vec![], vec![], vec![]).result,
-            None
-        );
+        assert_eq!(DuplicationResult::classify(vec![], vec![]).result, None);
     }
 
     #[test]
     fn records_are_read_in_their_variants() {
-        let b = Beneficiary::from_record(&record(json!("Active"), "Cash"));
+        let b = Beneficiary::from_record(record(json!("Active"), "Cash"));
         assert_eq!(b.name.as_deref(), Some("Zoë Ōkubo"));
         assert_eq!(b.identifier, Some(Identifier::new("UIN", "1")));
         assert_eq!(b.enrolments[0].status, Some(EnrolmentStatus::Active));
         let single = json!({"member": {"programme_identifier": {"program": {"program_identifier": "X"}, "enrolment_status": "Graduated"}}});
-        let b = Beneficiary::from_record(&single);
+        let b = Beneficiary::from_record(single);
         assert_eq!(b.enrolments[0].label(), Some("X"));
         assert_eq!(b.enrolments[0].status, Some(EnrolmentStatus::Graduated));
         assert!(!b.is_currently_enrolled());

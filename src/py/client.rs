@@ -161,7 +161,12 @@ impl PyDciClient {
                 if let Ok(j) = k.downcast::<PyJwks>() {
                     RegistryKeys::Set(j.get().jwks.clone())
                 } else if k.is_instance_of::<PyDict>() {
-                    RegistryKeys::Key(crate::dci::jwk::Jwk::from_value(&to_value(k)?)?.key)
+                    let value = to_value(k)?;
+                    if value.get("keys").is_some() {
+                        RegistryKeys::Set(Arc::new(crate::dci::jwk::Jwks::from_value(&value)?))
+                    } else {
+                        RegistryKeys::Key(crate::dci::jwk::Jwk::from_value(&value)?.key)
+                    }
                 } else if let Ok(s) = k.downcast::<PyString>() {
                     RegistryKeys::Key(VerifyingKey::from_pem(s.to_str()?.as_bytes())?)
                 } else {
@@ -463,9 +468,9 @@ impl PyDciClient {
             Auth::Bearer(_) => "bearer",
             Auth::OAuth2(_) => "oauth2",
         };
-        let signing = match self.inner.signing() {
-            Signing::Unsigned => "unsigned".to_owned(),
-            Signing::Key { key, key_id } => format!("{}:{key_id}", key.algorithm().as_str()),
+        let signing = match self.inner.signer() {
+            None => "unsigned".to_owned(),
+            Some(s) => format!("{}:{}", s.key().algorithm().as_str(), s.key_id()),
         };
         format!(
             "DCIClient(base_url='{}', sender_id='{}', receiver_id='{}', auth='{auth}', signing='{signing}')",

@@ -12,9 +12,8 @@ use serde_json::Value;
 use super::client::PyDciClient;
 use super::gil::blocking;
 use super::json::{to_python, to_value};
-use crate::dci::client::{DciClient, Endpoint};
+use crate::dci::client::DciClient;
 use crate::dci::ibr::{self, Beneficiary, DuplicationResult, Identifier};
-use crate::dci::Error;
 
 fn text_of(obj: &Bound<'_, PyAny>) -> String {
     if obj.is_none() {
@@ -174,7 +173,7 @@ impl PyDuplicationResult {
     }
     #[getter]
     fn raw_responses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, &Value::Array(self.inner.raw_responses.clone()))
+        to_python(py, &Value::Array(self.inner.raw_responses()))
     }
     /// The first transaction id used (None when nothing was sent).
     #[getter]
@@ -290,7 +289,7 @@ fn wrap(py: Python<'_>, key: PyObject, inner: DuplicationResult) -> PyDuplicatio
 }
 
 fn failed_input(reason: String) -> DuplicationResult {
-    let mut r = DuplicationResult::classify(vec![], vec![], vec![]);
+    let mut r = DuplicationResult::classify(vec![], vec![]);
     r.reasons = vec![format!("invalid input: {reason}")];
     r
 }
@@ -373,7 +372,7 @@ impl PyIbrService {
     ) -> PyResult<Vec<PyBeneficiary>> {
         let client = self.client.clone();
         let result = blocking(py, move || {
-            search_one(&client, Identifier::new(id_type, id_value))
+            ibr::search_beneficiaries(&client, Identifier::new(id_type, id_value))
         })?;
         Ok(result
             .into_iter()
@@ -392,7 +391,7 @@ impl PyIbrService {
         let client = self.client.clone();
         let use_enrolled = self.enrolled_supported.load(Ordering::Relaxed);
         let (enrolled, offered, records) = blocking(py, move || {
-            enrollment_status(&client, Identifier::new(id_type, id_value), use_enrolled)
+            ibr::enrollment_status(&client, Identifier::new(id_type, id_value), use_enrolled)
         })?;
         if !offered {
             self.enrolled_supported.store(false, Ordering::Relaxed);
@@ -440,74 +439,6 @@ impl PyIbrService {
             ibr::classify_message(&value, &reference_ids.unwrap_or_default(), &ids),
         ))
     }
-}
-
-fn search_one(client: &DciClient, id: Identifier) -> crate::dci::Result<Vec<Beneficiary>> {
-    let criteria = vec![crate::dci::client::search_criteria(
-        "idtype-value",
-        serde_json::json!({"type": id.id_type, "value": id.value}),
-        crate::dci::client::IBR_REG_TYPE,
-        None,
-        ibr::MAX_RECORDS_PER_IDENTIFIER,
-        1,
-    )];
-    let (_, items) = client.search_batch(criteria, None)?;
-    let item = items.into_iter().next().expect("one item");
-    let outcome = ibr::outcome_of(id, &item);
-    match outcome.status {
-        ibr::OutcomeStatus::Records | ibr::OutcomeStatus::NoRecords => Ok(outcome.beneficiaries),
-        _ => Err(Error::Registry {
-            code: item.reason_code,
-            message: outcome.reason.unwrap_or_default(),
-        }),
-    }
-}
-
-/// (enrolled, whether the enrolled call is offered, records).
-fn enrollment_status(
-    client: &DciClient,
-    id: Identifier,
-    use_enrolled: bool,
-) -> crate::dci::Result<(bool, bool, Vec<Beneficiary>)> {
-    if use_enrolled {
-        let query = serde_json::json!({"identifier_type": id.id_type, "identifier_value": id.value, "person_identifier": {"eq": id.value}});
-        match client.enrolled("expression", query, None) {
-            Ok(reply) => {
-                let yes = reply
-                    .message()
-                    .and_then(|m| m.get("enrolled_response"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|items| {
-                        items.iter().any(|i| {
-                            i.get("enrolled_status").and_then(Value::as_str) == Some("yes")
-                        })
-                    });
-                // Detail is best effort: the enrolled answer decides.
-                let records = if yes {
-                    search_one(client, id).unwrap_or_default()
-                } else {
-                    vec![]
-                };
-                return Ok((yes, true, records));
-            }
-            Err(Error::HttpStatus {
-                status: 404 | 405 | 501,
-                ..
-            }) => {
-                log::debug!(
-                    "{} is not offered; using search",
-                    client.path(Endpoint::Enrolled)
-                );
-                let records = search_one(client, id)?;
-                let yes = records.iter().any(Beneficiary::is_currently_enrolled);
-                return Ok((yes, false, records));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let records = search_one(client, id)?;
-    let yes = records.iter().any(Beneficiary::is_currently_enrolled);
-    Ok((yes, false, records))
 }
 
 /// `(key, identifiers)` from a `(key, identifiers)` tuple, a `{"key", "identifiers"}` dict, or a
