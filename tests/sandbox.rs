@@ -1,7 +1,9 @@
 //! The embedded IBR sandbox, driven over loopback HTTP like a real registry.
 
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -166,35 +168,88 @@ fn error_code(body: &Value) -> &str {
     body["errors"][0]["code"].as_str().unwrap_or("")
 }
 
+/// A request line or status line and its headers (names in lower case); None at EOF.
+fn read_head(r: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
+    let mut first = String::new();
+    if r.read_line(&mut first).ok()? == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some((first.trim_end().to_owned(), headers));
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The `Content-Length` body after a head.
+fn read_sized_body(r: &mut impl BufRead, headers: &[(String, String)]) -> Vec<u8> {
+    let length = header(headers, "content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    body
+}
+
 /// A loopback callback receiver: every POST is answered with an ACK and passed on.
 struct Receiver {
     url: String,
     rx: mpsc::Receiver<(String, Value)>,
-    server: Arc<tiny_http::Server>,
+    port: u16,
+    closed: Arc<AtomicBool>,
 }
 
 impl Receiver {
     fn start() -> Receiver {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel();
-        let s = server.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let stop = closed.clone();
         std::thread::spawn(move || {
-            while let Ok(mut rq) = s.recv() {
-                let mut text = String::new();
-                std::io::Read::read_to_string(rq.as_reader(), &mut text).unwrap();
-                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let ack = json!({"message": {"ack_status": "ACK", "timestamp": "", "correlation_id": "", "error": null}});
-                let _ = rq.respond(tiny_http::Response::from_string(ack.to_string()));
-                if tx.send((rq_path(&text, &body), body)).is_err() {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
                     return;
                 }
+                let tx = tx.clone();
+                std::thread::spawn(move || Receiver::serve(stream.unwrap(), &tx));
             }
         });
         Receiver {
             url: format!("http://127.0.0.1:{port}/registry/on-search"),
             rx,
-            server,
+            port,
+            closed,
+        }
+    }
+
+    /// The requests of one (keep-alive) connection.
+    fn serve(stream: TcpStream, tx: &mpsc::Sender<(String, Value)>) {
+        let mut r = BufReader::new(stream);
+        while let Some((_, headers)) = read_head(&mut r) {
+            let text = String::from_utf8(read_sized_body(&mut r, &headers)).unwrap();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let ack = json!({"message": {"ack_status": "ACK", "timestamp": "", "correlation_id": "", "error": null}}).to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ack}",
+                ack.len()
+            );
+            if r.get_mut().write_all(answer.as_bytes()).is_err()
+                || tx.send((rq_path(&text, &body), body)).is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -211,9 +266,85 @@ fn rq_path(_text: &str, body: &Value) -> String {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.server.unblock();
+        // Wakes the accept loop up to see the flag.
+        self.closed.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
+
+/// An answer read off a raw connection.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    fn error_code(&self) -> String {
+        let body: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        error_code(&body).to_owned()
+    }
+}
+
+/// A raw HTTP/1.1 connection to the sandbox, to see what client libraries hide: framing,
+/// keep-alive and closes. Reads give up after 20 s (a failure, not a hang).
+struct Raw {
+    r: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn open(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Raw {
+            r: BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.r.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// The next answer; None when the connection is closed instead.
+    fn answer(&mut self) -> Option<Answer> {
+        let (status_line, headers) = read_head(&mut self.r)?;
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = read_sized_body(&mut self.r, &headers);
+        Some(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn exchange(&mut self, request: &str) -> Answer {
+        self.send(request.as_bytes());
+        self.answer().expect("an answer")
+    }
+
+    /// Whether the sandbox has closed the connection (end of stream or reset, not a timeout),
+    /// with nothing more to read.
+    fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.r.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+}
+
+const GET_JWKS: &str = "GET /.well-known/jwks.json HTTP/1.1\r\nHost: sandbox\r\n\r\n";
 
 #[test]
 fn token_endpoint_takes_body_basic_and_query_credentials() {
@@ -1092,4 +1223,219 @@ fn stop_frees_the_port_and_drop_stops() {
     drop(Sandbox::start(cfg).expect("drop freed it too"));
     let key = SigningKey::generate(Algorithm::Ed25519, 0).unwrap();
     assert!(to_jwk(&key.verifying_key(), None).get("kid").is_none());
+}
+
+#[test]
+fn an_idle_keep_alive_connection_does_not_keep_new_ones_waiting() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let port = sb.port();
+    // Connections answered once: one stays open and idle, the others are closed (a server
+    // with a thread pool has idle threads then).
+    let mut held: Vec<Raw> = (0..8)
+        .map(|_| {
+            let mut c = Raw::open(port);
+            assert_eq!(c.exchange(GET_JWKS).status, 200);
+            c
+        })
+        .collect();
+    held.truncate(1);
+    for _ in 0..4 {
+        // 16 new connections at once, all kept open until each is answered, so that none
+        // frees a thread for another; then closed (idle threads again for the next round).
+        let mut fresh: Vec<Raw> = (0..16).map(|_| Raw::open(port)).collect();
+        for c in &mut fresh {
+            c.send(GET_JWKS.as_bytes());
+        }
+        for c in &mut fresh {
+            assert_eq!(c.answer().expect("an answer").status, 200);
+        }
+    }
+    assert_eq!(held[0].exchange(GET_JWKS).status, 200);
+}
+
+#[test]
+fn stop_closes_connections_a_client_holds() {
+    let mut h = harness(SandboxConfig::default());
+    let mut held = Raw::open(h.sb.port());
+    let answer = held.exchange(GET_JWKS);
+    assert_eq!((answer.status, answer.header("connection")), (200, None));
+    // reqwest keeps its connection in its pool too.
+    assert_eq!(h.search(&[("r", "UIN", "UIN-00000001")]).0, 200);
+    let jwks_url = h.sb.jwks_url();
+    let (done, stopped) = mpsc::channel();
+    let sb = std::thread::spawn(move || {
+        h.sb.stop();
+        done.send(()).unwrap();
+        h
+    });
+    stopped
+        .recv_timeout(Duration::from_secs(15))
+        .expect("stop() returns while a client holds a connection");
+    assert!(held.is_closed());
+    let h = sb.join().unwrap();
+    assert!(h.http.get(jwks_url).send().is_err());
+}
+
+#[test]
+fn keep_alive_and_close_are_honoured_both_ways() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let mut c = Raw::open(sb.port());
+    for _ in 0..3 {
+        let answer = c.exchange(GET_JWKS);
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.header("content-length"),
+            Some(answer.body.len().to_string().as_str())
+        );
+    }
+    // An answer that is not 2xx keeps the connection too.
+    let answer = c.exchange("GET /nowhere HTTP/1.1\r\nHost: sandbox\r\n\r\n");
+    assert_eq!((answer.status, answer.header("connection")), (404, None));
+    let answer = c.exchange("GET /.well-known/jwks.json HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(c.is_closed());
+    let mut c = Raw::open(sb.port());
+    let answer = c.exchange("GET /.well-known/jwks.json HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(c.is_closed());
+    let mut c = Raw::open(sb.port());
+    for _ in 0..2 {
+        let answer =
+            c.exchange("GET /.well-known/jwks.json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(
+            (answer.status, answer.header("connection")),
+            (200, Some("keep-alive"))
+        );
+    }
+}
+
+#[test]
+fn chunked_request_bodies_are_read() {
+    let h = harness(SandboxConfig::default());
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        h.sb.client_id(),
+        h.sb.client_secret()
+    );
+    let (a, b) = form.split_at(10);
+    let mut c = Raw::open(h.sb.port());
+    let answer = c.exchange(&format!(
+        "POST /oauth2/client/token HTTP/1.1\r\nHost: sandbox\r\nTransfer-Encoding: chunked\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\r\n\
+         {:x};ext=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        a.len(),
+        b.len()
+    ));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("connection"), None);
+    assert_eq!(c.exchange(GET_JWKS).status, 200);
+    // reqwest sends a body of unknown length chunked.
+    let body = h.body(
+        "search",
+        None,
+        1,
+        &search_message(&[("r", "UIN", "UIN-00000001")]),
+    );
+    let resp = h
+        .http
+        .post(format!("{}/registry/sync/search", h.sb.url()))
+        .bearer_auth(&h.token)
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            body.into_bytes(),
+        )))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer = resp.json_value().unwrap();
+    assert_eq!(h.outcome(&answer), Outcome::Valid);
+    assert_eq!(answer["message"]["search_response"][0]["reference_id"], "r");
+}
+
+#[test]
+fn oversized_heads_unframed_and_oversized_bodies_are_refused() {
+    let sb = Sandbox::start(SandboxConfig {
+        max_body_bytes: 1024,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let mut c = Raw::open(sb.port());
+    let big = "a".repeat(70 << 10);
+    let answer = c.exchange(&format!(
+        "GET /.well-known/jwks.json HTTP/1.1\r\nX-Big: {big}\r\n\r\n"
+    ));
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (431, Some("close"))
+    );
+    assert!(c.is_closed());
+    let mut c = Raw::open(sb.port());
+    let answer = c.exchange(
+        "POST /oauth2/client/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n",
+    );
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (411, Some("close"))
+    );
+    assert_eq!(answer.error_code(), "err.request.bad");
+    let body = "x".repeat(2048);
+    let mut c = Raw::open(sb.port());
+    let answer = c.exchange(&format!(
+        "POST /oauth2/client/token HTTP/1.1\r\nContent-Length: 2048\r\n\r\n{body}"
+    ));
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (413, Some("close"))
+    );
+    assert_eq!(answer.error_code(), "err.request.bad");
+    let mut c = Raw::open(sb.port());
+    let answer = c.exchange(&format!(
+        "POST /oauth2/client/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{body}\r\n0\r\n\r\n"
+    ));
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (413, Some("close"))
+    );
+    let stats = sb.stats();
+    assert_eq!(
+        (stats.responses.get(&411), stats.responses.get(&413)),
+        (Some(&1), Some(&2))
+    );
+}
+
+#[test]
+fn a_dropped_connection_is_closed_without_an_answer() {
+    let sb = Sandbox::start(SandboxConfig {
+        faults: Faults::from_value(&json!({"drop_rate": 1.0})).unwrap(),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let mut c = Raw::open(sb.port());
+    c.send(b"POST /registry/sync/search HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+    assert!(c.is_closed());
+    assert_eq!(sb.stats().faults.get("drop"), Some(&1));
+}
+
+#[test]
+fn a_client_expecting_100_continue_is_told_to_send_its_body() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        sb.client_id(),
+        sb.client_secret()
+    );
+    let mut c = Raw::open(sb.port());
+    let interim = c.exchange(&format!(
+        "POST /oauth2/client/token HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        form.len()
+    ));
+    assert_eq!(interim.status, 100);
+    c.send(form.as_bytes());
+    assert_eq!(c.answer().expect("an answer").status, 200);
+    assert_eq!(sb.stats().tokens_issued, 1);
 }

@@ -563,3 +563,26 @@ def test_start_releases_the_gil() -> None:
         assert ticks > 100, ticks
     finally:
         sb.stop()
+
+
+def test_an_idle_keep_alive_connection_does_not_starve_new_ones() -> None:
+    """New connections are served while another client holds an idle keep-alive connection."""
+    with IBRSandbox(synthetic=1000, seed=3) as sb, httpx.Client(timeout=10) as held:
+        assert held.get(sb.jwks_url).status_code == 200  # then idle in httpx's pool
+        service = dci.IBRService(sb.client(max_retries=0, timeout=5))
+        ids = sb.sample_identifiers("active", 300) + sb.sample_identifiers("unknown", 100)
+        rows = ((i, [x]) for i, x in enumerate(ids))
+        results = list(service.check_many(rows, batch_size=50, concurrency=8))
+        assert [r.state for r in results] == ["completed"] * len(ids)
+        assert held.get(sb.jwks_url).status_code == 200
+
+
+def test_stop_closes_a_held_keep_alive_connection() -> None:
+    """After stop() a client's pooled connection fails at once instead of timing out."""
+    with IBRSandbox(synthetic=10) as sb, httpx.Client(timeout=10) as held:
+        url = sb.jwks_url
+        assert held.get(url).status_code == 200
+        sb.stop()
+        with pytest.raises(httpx.TransportError) as failed:
+            held.get(url)
+        assert not isinstance(failed.value, httpx.TimeoutException)

@@ -154,9 +154,12 @@ class IBRSandbox:
         return self
 
     def stop(self) -> None:
-        """Stops accepting requests and joins the server threads (no-op when stopped).
+        """Stops accepting requests, closes every connection and joins the server threads
+        (no-op when stopped).
 
-        Callbacks not yet sent are discarded. Releases the GIL.
+        A client holding an idle keep-alive connection sees it closed at once (a connection
+        error on its next request, not a timeout). Callbacks not yet sent are discarded.
+        Releases the GIL.
         """
         self._native.stop()
 

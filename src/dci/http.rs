@@ -178,7 +178,10 @@ pub fn read_limited(resp: Response, limit: usize, what: &str) -> Result<Vec<u8>>
         // Announced and within the limit: take the whole body in one hand-over from the
         // runtime thread instead of one per chunk (a stream that runs longer than announced
         // is an error in hyper).
-        return resp.bytes().map(|b| b.to_vec()).map_err(|e| describe(e, what));
+        return resp
+            .bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| describe(e, what));
     }
     let mut body = Vec::new();
     resp.take(limit as u64 + 1)

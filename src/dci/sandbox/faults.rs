@@ -49,9 +49,8 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// HTTP status → probability of answering that status (in the configured error style).
     pub error_rates: BTreeMap<u16, f64>,
-    /// Probability of a broken connection: no HTTP answer (the sandbox writes bytes that are not
-    /// HTTP, since tiny_http cannot close a socket on demand; clients see a transport error and
-    /// close the connection themselves).
+    /// Probability of a broken connection: the sandbox reads the request, then closes the
+    /// connection without an HTTP answer (clients see a transport error).
     pub drop_rate: f64,
     /// Probability of answering 200 with a body that is not JSON.
     pub garbage_rate: f64,
@@ -76,7 +75,7 @@ pub struct Faults {
 pub enum Injected {
     /// Handled normally.
     None,
-    /// The connection breaks: no HTTP answer.
+    /// The connection is closed without an HTTP answer.
     Drop,
     /// 200 with a body that is not JSON.
     Garbage,

@@ -15,17 +15,18 @@
 //! key (each switchable). Everything the sandbox sends is signed with its own key, published
 //! at the JWKS route. Async answers go to the request's `sender_uri` by [`callback_url`].
 //!
-//! The server threads never call back into the embedding program (nor into Python).
+//! Each connection has its own thread (`http1.rs`), which handles its requests one after the
+//! other; the server threads never call back into the embedding program (nor into Python).
 
 mod callbacks;
 pub mod dataset;
 pub mod faults;
+mod http1;
 pub mod query;
 mod server;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -127,7 +128,8 @@ pub struct SandboxConfig {
     pub error_style: ErrorStyle,
     pub dataset: DatasetSource,
     pub faults: Faults,
-    /// Threads handling requests.
+    /// Unused: each connection has its own thread (at most 512 connections at once). Kept so
+    /// that configurations naming it still build.
     pub workers: usize,
     /// Threads delivering callbacks.
     pub callback_workers: usize,
@@ -181,7 +183,9 @@ impl Default for SandboxConfig {
 pub struct Stats {
     /// Requests by route path (without prefix); unknown paths count as `other`.
     pub requests: BTreeMap<String, u64>,
-    /// Answers by HTTP status (dropped connections are not answers).
+    /// Answers by HTTP status (dropped connections are not answers, nor are the refusals of
+    /// requests that cannot be parsed, whose head is over 64 KiB, or that come on a connection
+    /// beyond the 512th).
     pub responses: BTreeMap<u16, u64>,
     /// Injected faults by kind: `latency`, `drop`, `garbage`, `status_<code>`,
     /// `bad_signature`, `wrong_reference`, `duplicate_callback`, `late_callback`.
@@ -229,13 +233,12 @@ impl Stats {
     }
 }
 
-/// A running sandbox. [`Sandbox::stop`] (or dropping it) stops accepting, joins the worker and
-/// callback threads and frees the port.
+/// A running sandbox. [`Sandbox::stop`] (or dropping it) stops accepting, closes the
+/// connections, joins the connection and callback threads and frees the port.
 pub struct Sandbox {
     shared: Arc<server::Shared>,
     /// None once stopped.
-    http: Option<Arc<tiny_http::Server>>,
-    threads: Vec<JoinHandle<()>>,
+    http: Option<http1::Server>,
     callback_threads: Vec<JoinHandle<()>>,
     port: u16,
 }
@@ -259,35 +262,17 @@ impl Sandbox {
             Error::Config(format!("sandbox cannot listen on {addr}: {e}"))
         };
         let listener = std::net::TcpListener::bind(&addr).map_err(|e| cannot(&e))?;
-        // Accepted sockets inherit TCP_NODELAY from the listener (Linux, macOS): without it a
-        // response written in several pieces waits for the client's delayed ACK (~40 ms).
-        socket2::SockRef::from(&listener)
-            .set_tcp_nodelay(true)
-            .map_err(|e| cannot(&e))?;
-        let http = tiny_http::Server::from_listener(listener, None).map_err(|e| cannot(&e))?;
-        let port = http
-            .server_addr()
-            .to_ip()
-            .map(|a| a.port())
-            .ok_or_else(|| Error::Config("sandbox is not listening on TCP".into()))?;
-        let http = Arc::new(http);
+        let port = listener.local_addr().map_err(|e| cannot(&e))?.port();
         let client = reqwest::blocking::Client::builder()
             .timeout(config.callback_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Config(format!("sandbox cannot build its HTTP client: {e}")))?;
-        let workers = config.workers.max(1);
         let callback_workers = config.callback_workers.max(1);
         let shared = Arc::new(server::Shared::new(config, dataset)?);
-        let threads = (0..workers)
-            .map(|n| {
-                let (http, shared) = (http.clone(), shared.clone());
-                std::thread::Builder::new()
-                    .name(format!("ibr-sandbox-{n}"))
-                    .spawn(move || server::serve(&http, &shared))
-                    .map_err(|e| Error::Config(format!("cannot start a sandbox thread: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let handler = shared.clone();
+        let http = http1::Server::start(listener, move |rq| server::handle(&handler, rq))
+            .map_err(|e| Error::Config(format!("cannot start a sandbox thread: {e}")))?;
         let callback_threads = (0..callback_workers)
             .map(|n| {
                 let (shared, client) = (shared.clone(), client.clone());
@@ -300,7 +285,6 @@ impl Sandbox {
         Ok(Sandbox {
             shared,
             http: Some(http),
-            threads,
             callback_threads,
             port,
         })
@@ -386,30 +370,24 @@ impl Sandbox {
         self.shared.set_faults(faults);
     }
 
-    /// Stops accepting requests, joins the threads and frees the port. Callbacks still waiting
-    /// are discarded (counted in `callbacks_discarded`). Idempotent.
+    /// Stops accepting requests, closes every connection, joins the threads and frees the
+    /// port. Callbacks still waiting are discarded (counted in `callbacks_discarded`).
+    /// Idempotent.
     ///
-    /// Keep-alive connections a client still holds are not closed by tiny_http; a request sent
-    /// on one after the stop gets no answer (the client's timeout applies).
+    /// A client holding an idle keep-alive connection sees it closed at once (its next request
+    /// fails with a connection error, it does not wait for its timeout). A request being
+    /// handled is finished first, but its answer is lost.
     pub fn stop(&mut self) {
-        let Some(http) = self.http.take() else {
+        let Some(mut http) = self.http.take() else {
             return;
         };
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.threads {
-            http.unblock();
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        http.stop();
         let discarded = self.shared.callbacks.stop();
         self.shared
             .count(|s| s.callbacks_discarded += discarded as u64);
         for t in self.callback_threads.drain(..) {
             let _ = t.join();
         }
-        // The last reference to the tiny_http server: dropping it closes the listening socket.
-        drop(http);
     }
 }
 

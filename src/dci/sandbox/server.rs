@@ -1,8 +1,7 @@
 //! Request handling: routing, limits, faults, authentication, signatures and the IBR routes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use serde_json::{json, Value};
 use super::callbacks::{callback_url, CallbackJob, CallbackQueue};
 use super::dataset::{Dataset, UpdateOutcome};
 use super::faults::{Decision, Faults, Injected};
+use super::http1::{BodyError, Request};
 use super::query;
 use super::{ErrorStyle, SandboxConfig, Stats};
 use crate::dci::canonical::{self, HeaderForm};
@@ -240,7 +240,6 @@ pub(super) struct Shared {
     pub client_secret: String,
     /// Prefix of record placeholders (`\u{0}rec-<random>:`), see [`splice`].
     marker: String,
-    pub stopping: AtomicBool,
     pub callbacks: CallbackQueue,
     tokens: Mutex<Tokens>,
     client_keys: RwLock<HashMap<String, Jwks>>,
@@ -293,7 +292,6 @@ impl Shared {
             client_id,
             client_secret,
             marker: format!("\u{0}rec-{}:", random_text(8)),
-            stopping: AtomicBool::new(false),
             callbacks: CallbackQueue::default(),
             tokens: Mutex::new(Tokens {
                 live: HashMap::new(),
@@ -446,45 +444,8 @@ fn splice(payload: &str, marker: &str, records: &[Arc<str>]) -> String {
     out
 }
 
-/// The request loop of one worker thread.
-pub(super) fn serve(http: &tiny_http::Server, sh: &Shared) {
-    loop {
-        match http.recv() {
-            Ok(rq) => handle(sh, rq),
-            Err(_) if sh.stopping.load(Ordering::SeqCst) => return,
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-fn header_value(rq: &tiny_http::Request, name: &'static str) -> Option<String> {
-    rq.headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str().to_owned())
-}
-
-enum BodyError {
-    TooLarge,
-    Io,
-}
-
-fn read_body(rq: &mut tiny_http::Request, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
-    if rq.body_length().is_some_and(|n| n > limit) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limit));
-    rq.as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|_| BodyError::Io)?;
-    if body.len() > limit {
-        return Err(BodyError::TooLarge);
-    }
-    Ok(body)
-}
-
-fn handle(sh: &Shared, mut rq: tiny_http::Request) {
+/// Answers one request (on its connection's thread).
+pub(super) fn handle(sh: &Shared, rq: &mut Request<'_>) {
     let url = rq.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     let route = sh.route(path);
@@ -495,71 +456,58 @@ fn handle(sh: &Shared, mut rq: tiny_http::Request) {
     });
     let reply = match route {
         None => sh.error(404, "err.request.not_found", "no such route"),
-        Some(route) => process(sh, &mut rq, route, query),
+        Some(route) => process(sh, rq, route, query),
     };
     send(sh, rq, reply);
 }
 
-fn send(sh: &Shared, rq: tiny_http::Request, reply: Reply) {
-    use tiny_http::{Header, Response};
+fn send(sh: &Shared, rq: &mut Request<'_>, reply: Reply) {
+    const JSON: (&str, &str) = ("Content-Type", "application/json");
     match reply {
         Reply::Json {
             status,
             body,
             headers,
         } => {
-            let mut resp = Response::from_data(body.into_bytes())
-                .with_status_code(status)
-                .with_chunked_threshold(usize::MAX)
-                .with_header(
-                    Header::from_bytes("Content-Type", "application/json").expect("valid header"),
-                );
-            for (name, value) in headers {
-                if let Ok(h) = Header::from_bytes(name, value) {
-                    resp.add_header(h);
-                }
-            }
+            let headers: Vec<(&str, &str)> = std::iter::once(JSON)
+                .chain(headers.iter().map(|(n, v)| (*n, v.as_str())))
+                .collect();
             sh.count(|s| *s.responses.entry(status).or_default() += 1);
-            let _ = rq.respond(resp);
+            rq.respond(status, &headers, body.as_bytes());
         }
         Reply::Garbage => {
-            let resp =
-                Response::from_data(b"<html><body>502 \xff\xfe upstream garbage {\"".to_vec())
-                    .with_header(
-                        Header::from_bytes("Content-Type", "application/json")
-                            .expect("valid header"),
-                    );
             sh.count(|s| *s.responses.entry(200).or_default() += 1);
-            let _ = rq.respond(resp);
+            rq.respond(
+                200,
+                &[JSON],
+                b"<html><body>502 \xff\xfe upstream garbage {\"",
+            );
         }
-        Reply::Drop => {
-            // tiny_http gives no way to close the socket: the answer is a line that is not
-            // HTTP, so the client sees its connection break without a status and closes it.
-            let mut w = rq.into_writer();
-            let _ = w.write_all(b"\0DROPPED\r\n\r\n");
-            let _ = w.flush();
-        }
+        Reply::Drop => rq.drop_connection(),
     }
 }
 
-fn process(sh: &Shared, rq: &mut tiny_http::Request, route: Route, query: &str) -> Reply {
-    let want = if route == Route::Jwks {
-        tiny_http::Method::Get
-    } else {
-        tiny_http::Method::Post
-    };
-    if *rq.method() != want {
+fn process(sh: &Shared, rq: &mut Request<'_>, route: Route, query: &str) -> Reply {
+    let want = if route == Route::Jwks { "GET" } else { "POST" };
+    if rq.method() != want {
         return sh
             .error(405, "err.request.bad", "method not allowed")
-            .with_header("Allow", want.to_string());
+            .with_header("Allow", want.to_owned());
     }
-    let body = match read_body(rq, sh.cfg.max_body_bytes) {
+    let body = match rq.read_body(sh.cfg.max_body_bytes) {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return sh.error(
                 413,
                 "err.request.bad",
                 &format!("body larger than {} bytes", sh.cfg.max_body_bytes),
+            )
+        }
+        Err(BodyError::LengthRequired) => {
+            return sh.error(
+                411,
+                "err.request.bad",
+                "a body needs Content-Length or chunked transfer coding",
             )
         }
         Err(BodyError::Io) => return sh.error(400, "err.request.bad", "body could not be read"),
@@ -607,7 +555,7 @@ fn process(sh: &Shared, rq: &mut tiny_http::Request, route: Route, query: &str) 
             return reply;
         }
     }
-    let authorization = header_value(rq, "Authorization");
+    let authorization = rq.header("Authorization").map(str::to_owned);
     match route {
         Route::Token => token(sh, authorization.as_deref(), query, &body),
         Route::Jwks => Reply::json(200, sh.jwks.to_string()),
