@@ -404,7 +404,6 @@ class Sandbox:
         port: int = 0,
         error_style: str = "errors",
         max_batch_items: int = 5000,
-        workers: int = 8,
         reject_replays: bool = True,
         allow_remote_callbacks: bool = False,
         signing_key: SigningKey | None = None,

@@ -103,7 +103,7 @@ impl PySandbox {
         require_signatures = true, require_auth = true, faults = None, prefix = "",
         sender_id = "ibr.sandbox.local", token_lifetime = 3600, max_page_size = 100,
         bare_enrolled = false, host = "127.0.0.1", port = 0, error_style = "errors",
-        max_batch_items = 5000, workers = 8, reject_replays = true,
+        max_batch_items = 5000, reject_replays = true,
         allow_remote_callbacks = false, signing_key = None, key_id = "sandbox-key-1",
         client_id = None, client_secret = None))]
     #[allow(clippy::too_many_arguments)]
@@ -124,7 +124,6 @@ impl PySandbox {
         port: u16,
         error_style: &str,
         max_batch_items: usize,
-        workers: usize,
         reject_replays: bool,
         allow_remote_callbacks: bool,
         signing_key: Option<&Bound<'_, PySigningKey>>,
@@ -181,7 +180,6 @@ impl PySandbox {
                 error_style,
                 dataset,
                 faults,
-                workers,
                 allow_remote_callbacks,
                 ..SandboxConfig::default()
             },

@@ -128,9 +128,6 @@ pub struct SandboxConfig {
     pub error_style: ErrorStyle,
     pub dataset: DatasetSource,
     pub faults: Faults,
-    /// Unused: each connection has its own thread (at most 512 connections at once). Kept so
-    /// that configurations naming it still build.
-    pub workers: usize,
     /// Threads delivering callbacks.
     pub callback_workers: usize,
     /// Allow callbacks to hosts other than loopback (off: a test cannot reach the network).
@@ -167,7 +164,6 @@ impl Default for SandboxConfig {
                 seed: 0,
             },
             faults: Faults::none(),
-            workers: 8,
             callback_workers: 2,
             allow_remote_callbacks: false,
             callback_timeout: Duration::from_secs(10),
