@@ -26,10 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import spp_dci_ibr as dci
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from spp_dci_ibr.sandbox import IBRSandbox
 
 SENDER, KEY_ID = "bench.sp.local", "bench-key"
@@ -39,6 +36,12 @@ class PythonClient:
     """Signed sync searches the way a plain Python DCI client does them, one per identifier."""
 
     def __init__(self, sb: IBRSandbox, *, keep_alive: bool) -> None:
+        # Imported here: the 1,000,000-registrant child measures its own memory without them.
+        import httpx
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        self.httpx = httpx
         self.sb = sb
         self.key = ed25519.Ed25519PrivateKey.generate()
         pem = self.key.public_key().public_bytes(
@@ -126,7 +129,7 @@ class PythonClient:
         if self.http is not None:
             resp = self.http.post(url, json=body, headers=headers)
         else:
-            with httpx.Client(timeout=30) as http:
+            with self.httpx.Client(timeout=30) as http:
                 resp = http.post(url, json=body, headers=headers)
         resp.raise_for_status()
         answer = resp.json()
