@@ -18,6 +18,10 @@ use super::error::{Error, Result};
 
 /// Smallest RSA modulus accepted for signing or verification.
 pub const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted (what the `rsa` crate decodes).
+pub const MAX_RSA_BITS: usize = 4096;
+/// Largest RSA public exponent accepted (ring's and the `rsa` crate's limit, 2^33 - 1).
+pub const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -120,17 +124,25 @@ impl RsaPublicKey {
                 "RSA modulus of {bits} bits is too small (at least {MIN_RSA_BITS})"
             )));
         }
-        if bits > 8192 {
+        // The limits of every RSA key reader involved (ring, and the rsa crate that decodes
+        // PEM/DER), so that each key accepted here also reads back from the PEM we write.
+        if bits > MAX_RSA_BITS {
             return Err(invalid(format!(
-                "RSA modulus of {bits} bits is too large (at most 8192)"
+                "RSA modulus of {bits} bits is too large (at most {MAX_RSA_BITS})"
             )));
         }
-        let odd = e.last().is_some_and(|b| b & 1 == 1);
-        let at_least_3 = e.len() > 1 || e.first().is_some_and(|b| *b >= 3);
-        if !odd || !at_least_3 || e.len() > 8 {
-            return Err(invalid(
-                "RSA public exponent must be odd, at least 3 and at most 64 bits",
-            ));
+        if n.last().is_none_or(|b| b & 1 == 0) {
+            return Err(invalid("RSA modulus must be odd"));
+        }
+        let e_value = if e.len() <= 8 {
+            e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        } else {
+            u64::MAX
+        };
+        if e_value % 2 == 0 || !(3..=MAX_RSA_EXPONENT).contains(&e_value) {
+            return Err(invalid(format!(
+                "RSA public exponent must be odd, between 3 and {MAX_RSA_EXPONENT}"
+            )));
         }
         Ok(RsaPublicKey { n, e })
     }
@@ -143,7 +155,7 @@ impl RsaPublicKey {
         rsa::RsaPublicKey::new_with_max_size(
             rsa::BigUint::from_bytes_be(&self.n),
             rsa::BigUint::from_bytes_be(&self.e),
-            8192,
+            MAX_RSA_BITS,
         )
         .map_err(|_| invalid("RSA public key is not valid"))
     }
@@ -434,6 +446,29 @@ pub(crate) mod tests {
             let sig = again.sign(b"data").unwrap();
             assert!(public.verify(b"data", &sig));
         }
+    }
+
+    #[test]
+    fn rsa_public_keys_are_held_to_what_every_reader_accepts() {
+        let odd = |bits: usize| {
+            let mut n = vec![0xffu8; bits / 8];
+            n[0] = 0x80;
+            n
+        };
+        assert!(RsaPublicKey::new(odd(2048), vec![1, 0, 1]).is_ok());
+        assert!(RsaPublicKey::new(odd(4096), vec![3]).is_ok());
+        assert!(RsaPublicKey::new(odd(4104), vec![1, 0, 1]).is_err(), "too large");
+        assert!(RsaPublicKey::new(odd(2040), vec![1, 0, 1]).is_err(), "too small");
+        let mut even = odd(2048);
+        *even.last_mut().unwrap() = 0xfe;
+        assert!(RsaPublicKey::new(even, vec![1, 0, 1]).is_err(), "even modulus");
+        for e in [vec![1], vec![2], vec![1, 0, 0], vec![2, 0, 0, 0, 1]] {
+            assert!(RsaPublicKey::new(odd(2048), e).is_err());
+        }
+        // Whatever is accepted writes a PEM that reads back.
+        let key = VerifyingKey::Rsa(RsaPublicKey::new(odd(4096), vec![1, 0, 1]).unwrap());
+        let pem = key.public_pem().unwrap();
+        assert!(VerifyingKey::from_pem(pem.as_bytes()).unwrap() == key);
     }
 
     #[test]
