@@ -142,7 +142,9 @@ fn write_value<V: JsonView>(value: &V, out: &mut String, depth: usize) -> Result
         }
         View::Object(mut entries) => {
             // Rust orders `str` by UTF-8 bytes, which is Unicode code point order — Python's order.
-            entries.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            if !entries.is_sorted_by(|a, b| a.0.as_ref() <= b.0.as_ref()) {
+                entries.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            }
             out.push('{');
             for (i, (key, item)) in entries.iter().enumerate() {
                 if i > 0 {

@@ -121,7 +121,9 @@ fn is_str(o: Borrowed<'_, '_, PyAny>) -> bool {
 
 fn dict_view<'a, 'py>(d: Borrowed<'a, 'py, PyAny>) -> Result<View<PyJson<'a, 'py>>> {
     let py = d.py();
-    let mut entries = Vec::new();
+    // SAFETY: `d` is a dict.
+    let len = unsafe { ffi::PyDict_Size(d.as_ptr()) }.max(0) as usize;
+    let mut entries = Vec::with_capacity(len);
     let (mut pos, mut k, mut v): (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject) =
         (0, std::ptr::null_mut(), std::ptr::null_mut());
     // SAFETY: `d` is a dict; PyDict_Next yields borrowed references owned by the dict.
