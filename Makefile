@@ -42,7 +42,7 @@ py-lint: venv
 py-test: venv
 	$(PY) -m pytest -q tests
 
-test: rust-lint rust-test wheel py-lint py-test
+test: rust-lint rust-test wheel py-lint py-test fuzz-smoke
 
 bench: wheel
 	$(PY) bench/run_all.py
@@ -50,8 +50,8 @@ bench: wheel
 # Fuzzing (cargo-fuzz, libFuzzer; fuzz/ is its own workspace with its own target dir). cargo-fuzz
 # needs nightly flags: `+nightly` when that toolchain is installed, else stable with RUSTC_BOOTSTRAP=1.
 # Each target runs briefly from its seeds (fuzz/seeds/<target>, committed, never written to);
-# what it learns goes to fuzz/corpus/<target> (ignored by git). Any crash fails the run and
-# leaves its input in fuzz/artifacts/<target>/.
+# what it learns goes to fuzz/corpus/<target> (ignored by git). Every target runs; any crash fails
+# the run and leaves its input in fuzz/artifacts/<target>/.
 FUZZ_TARGETS   := envelope_canonical signature_params jwk responses pem_keys
 FUZZ_TOOLCHAIN ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 FUZZ_CARGO     := $(if $(FUZZ_TOOLCHAIN),cargo $(FUZZ_TOOLCHAIN),RUSTC_BOOTSTRAP=1 cargo)
@@ -59,11 +59,13 @@ FUZZ_ARGS      ?= -runs=50000 -max_total_time=30 -timeout=10 -max_len=8192
 
 fuzz-smoke:
 	cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cp Cargo.lock fuzz/Cargo.lock  # fuzz the dependency versions that ship
 	$(FUZZ_CARGO) fuzz build
-	set -e; for t in $(FUZZ_TARGETS); do \
+	failed=""; for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/corpus/$$t; \
-		$(FUZZ_CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- $(FUZZ_ARGS); \
-	done
+		$(FUZZ_CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- $(FUZZ_ARGS) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz-smoke: crashes in:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) target
