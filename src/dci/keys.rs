@@ -457,11 +457,20 @@ pub(crate) mod tests {
         };
         assert!(RsaPublicKey::new(odd(2048), vec![1, 0, 1]).is_ok());
         assert!(RsaPublicKey::new(odd(4096), vec![3]).is_ok());
-        assert!(RsaPublicKey::new(odd(4104), vec![1, 0, 1]).is_err(), "too large");
-        assert!(RsaPublicKey::new(odd(2040), vec![1, 0, 1]).is_err(), "too small");
+        assert!(
+            RsaPublicKey::new(odd(4104), vec![1, 0, 1]).is_err(),
+            "too large"
+        );
+        assert!(
+            RsaPublicKey::new(odd(2040), vec![1, 0, 1]).is_err(),
+            "too small"
+        );
         let mut even = odd(2048);
         *even.last_mut().unwrap() = 0xfe;
-        assert!(RsaPublicKey::new(even, vec![1, 0, 1]).is_err(), "even modulus");
+        assert!(
+            RsaPublicKey::new(even, vec![1, 0, 1]).is_err(),
+            "even modulus"
+        );
         for e in [vec![1], vec![2], vec![1, 0, 0], vec![2, 0, 0, 0, 1]] {
             assert!(RsaPublicKey::new(odd(2048), e).is_err());
         }
