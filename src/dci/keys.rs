@@ -104,6 +104,12 @@ fn parse_pem(text: &[u8]) -> Result<pem::Pem> {
     pem::parse(text.trim()).map_err(|_| invalid("not a PEM block (expected -----BEGIN ...-----)"))
 }
 
+/// Bits of a big-endian integer without leading zero bytes (0 for an empty one).
+fn bit_len(n: &[u8]) -> usize {
+    n.first()
+        .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize)
+}
+
 fn strip_leading_zeros(b: &[u8]) -> Vec<u8> {
     let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
     b[start..].to_vec()
@@ -118,7 +124,7 @@ impl RsaPublicKey {
     pub fn new(n: Vec<u8>, e: Vec<u8>) -> Result<Self> {
         let n = strip_leading_zeros(&n);
         let e = strip_leading_zeros(&e);
-        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        let bits = bit_len(&n);
         if bits < MIN_RSA_BITS {
             return Err(invalid(format!(
                 "RSA modulus of {bits} bits is too small (at least {MIN_RSA_BITS})"
@@ -148,7 +154,7 @@ impl RsaPublicKey {
     }
 
     pub fn bits(&self) -> usize {
-        self.n.len() * 8 - self.n.first().map_or(8, |b| b.leading_zeros() as usize)
+        bit_len(&self.n)
     }
 
     fn to_rsa(&self) -> Result<rsa::RsaPublicKey> {
@@ -456,6 +462,14 @@ pub(crate) mod tests {
             n
         };
         assert!(RsaPublicKey::new(odd(2048), vec![1, 0, 1]).is_ok());
+        assert!(
+            RsaPublicKey::new(vec![], vec![1, 0, 1]).is_err(),
+            "empty modulus"
+        );
+        assert!(
+            RsaPublicKey::new(vec![0, 0], vec![1, 0, 1]).is_err(),
+            "zero modulus"
+        );
         assert!(RsaPublicKey::new(odd(4096), vec![3]).is_ok());
         assert!(
             RsaPublicKey::new(odd(4104), vec![1, 0, 1]).is_err(),
