@@ -821,7 +821,7 @@ fn read_ack(msg: &Map<String, Value>, what: &str) -> Result<Ack> {
         ack_status: if status.eq_ignore_ascii_case("rcvd") {
             "ACK".into()
         } else {
-            status.to_ascii_uppercase()
+            short(status).to_ascii_uppercase()
         },
         correlation_id: msg
             .get("correlation_id")
@@ -867,7 +867,7 @@ fn expect_ack(reply: Reply, what: &str) -> Result<(Sent, Ack)> {
                 ack_status: if matches!(status, "rcvd" | "pdng" | "succ") {
                     "ACK".into()
                 } else {
-                    status.into()
+                    short(status)
                 },
                 correlation_id: message
                     .get("correlation_id")
