@@ -1,4 +1,4 @@
-"""Shared test helpers: the vectors from ../shared and a clock."""
+"""Shared test helpers: the vectors from spec/ and a clock."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = Path(
-    os.environ.get("SPP_DCI_VECTORS", ROOT.parent / "shared" / "vectors" / "signature_vectors.json")
+    os.environ.get("SPP_DCI_VECTORS", ROOT / "spec" / "signature_vectors.json")
 )
 
 

@@ -1,4 +1,4 @@
-"""Every case of ../shared/vectors/signature_vectors.json, through the Python API."""
+"""Every case of spec/signature_vectors.json, through the Python API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-//! The shared signature, verification and JWK vectors (../shared/vectors), through the core.
+//! The shared signature, verification and JWK vectors (spec/signature_vectors.json, a copy of the shared vectors), through the core.
 
 use serde_json::Value;
 use spp_dci_ibr::dci::canonical::{self, HeaderForm};
@@ -9,7 +9,7 @@ use spp_dci_ibr::dci::signature::{self, Keys, Policy};
 fn vectors() -> Value {
     let path = std::env::var("SPP_DCI_VECTORS").unwrap_or_else(|_| {
         format!(
-            "{}/../shared/vectors/signature_vectors.json",
+            "{}/spec/signature_vectors.json",
             env!("CARGO_MANIFEST_DIR")
         )
     });
