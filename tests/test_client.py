@@ -54,7 +54,6 @@ HEADER_KEYS = {
     "message_ts",
     "action",
     "sender_id",
-    "sender_uri",
     "receiver_id",
     "total_count",
     "is_msg_encrypted",
@@ -138,9 +137,10 @@ def test_search_by_id_sends_one_signed_item_and_returns_its_records(
     assert item["message_id"] == req.message_id
 
 
-def test_request_header_has_exactly_the_ten_protocol_keys(
+def test_sync_request_header_has_exactly_the_protocol_keys_and_no_sender_uri(
     server: DCIServer, key: dci.SigningKey
 ) -> None:
+    # A sync call has no callback: sender_uri is omitted (never null), even with one configured.
     c = client_for(server, key, callback_uri="https://spp.example.org/dci/on-search")
     c.search_by_id("NID", "1")
     c.search_batch([("idtype-value", {"type": "NID", "value": str(i)}) for i in range(3)])
@@ -155,7 +155,6 @@ def test_request_header_has_exactly_the_ten_protocol_keys(
         assert abs(sent_at - time.time()) < 120  # UTC, now
         assert h["action"] == "search"
         assert h["sender_id"] == SENDER
-        assert h["sender_uri"] == "https://spp.example.org/dci/on-search"
         assert h["receiver_id"] == "127.0.0.1"  # derived from the base URL's host
         assert h["total_count"] == count == len(req.message["search_request"])
         assert h["is_msg_encrypted"] is False
@@ -170,7 +169,41 @@ def test_receiver_id_and_missing_callback_uri(server: DCIServer, key: dci.Signin
     c.search_by_id("NID", "1")
     h = server.received(SYNC_SEARCH)[0].header
     assert h["receiver_id"] == "ibr.gov"
-    assert h["sender_uri"] is None
+    assert "sender_uri" not in h
+
+
+def test_null_sender_uri_is_an_opt_in_for_peers_that_hash_null_keys(
+    server: DCIServer, key: dci.SigningKey
+) -> None:
+    c = client_for(server, key, null_sender_uri=True)
+    c.search_by_id("NID", "1")
+    c.search_async("idtype-value", {"type": "NID", "value": "1"})
+    sync, asynchronous = server.received()
+    assert "sender_uri" in sync.header and sync.header["sender_uri"] is None
+    assert sync.sig_outcome == "valid"
+    assert asynchronous.header["sender_uri"] is None  # no callback URL configured at all
+
+
+def test_callback_base_url_gives_each_async_call_its_own_route(
+    server: DCIServer, key: dci.SigningKey
+) -> None:
+    c = client_for(server, key, callback_base_url="https://spp.example.org/dci/")
+    assert c.callback_base_url == "https://spp.example.org/dci/" and c.callback_uri is None
+    c.search_async("idtype-value", {"type": "NID", "value": "1"})
+    c.subscribe({"reg_type": "ns:org:RegistryType:IBR"})
+    c.unsubscribe(["sub-1"])
+    c.txn_status("txn-1")
+    c.search_by_id("NID", "1")
+    uris = [r.header.get("sender_uri") for r in server.received()]
+    assert uris == [
+        "https://spp.example.org/dci/on-search",
+        "https://spp.example.org/dci/on-subscribe",
+        "https://spp.example.org/dci/on-unsubscribe",
+        "https://spp.example.org/dci/txn/on-status",
+        None,  # sync: omitted
+    ]
+    with pytest.raises(ConfigError, match="not both"):
+        client_for(server, key, callback_base_url="https://a", callback_uri="https://b")
 
 
 def test_search_by_expression_and_predicate_pass_the_query_through(
@@ -343,8 +376,11 @@ def test_enrollment_updates(server: DCIServer, client: dci.DCIClient) -> None:
     answer = client.enrollment_updates(people)
     (req,) = server.received(ENROLLMENT_UPDATES)
     assert req.sig_outcome == "valid"
-    assert req.header["action"] == "enrollment-updates"
-    assert req.header["total_count"] == 2
+    # The spec's callback-style header for this call: action "notify", a status, no sender_uri.
+    assert req.header["action"] == "notify"
+    assert req.header["status"] == "succ"
+    assert "sender_uri" not in req.header
+    assert req.header["total_count"] == 2 == req.header["completed_count"]
     assert req.message["enrolled_updates"]["beneficiaries"] == people
     assert [r["reference_id"] for r in answer["enrolled_response"]] == ["b-1", "b-2"]
     with pytest.raises(TypeError):

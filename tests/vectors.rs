@@ -7,12 +7,8 @@ use spp_dci_ibr::dci::keys::{SigningKey, VerifyingKey};
 use spp_dci_ibr::dci::signature::{self, Keys, Policy};
 
 fn vectors() -> Value {
-    let path = std::env::var("SPP_DCI_VECTORS").unwrap_or_else(|_| {
-        format!(
-            "{}/spec/signature_vectors.json",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
+    let path = std::env::var("SPP_DCI_VECTORS")
+        .unwrap_or_else(|_| format!("{}/spec/signature_vectors.json", env!("CARGO_MANIFEST_DIR")));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
     serde_json::from_str(&text).unwrap()
 }

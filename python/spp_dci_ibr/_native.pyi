@@ -162,6 +162,8 @@ class DCIClient:
         sender_id: str,
         receiver_id: str | None = None,
         callback_uri: str | None = None,
+        callback_base_url: str | None = None,
+        null_sender_uri: bool = False,
         auth: str = "none",
         bearer_token: str | None = None,
         token_url: str | None = None,
@@ -191,7 +193,11 @@ class DCIClient:
     @property
     def receiver_id(self) -> str: ...
     @property
-    def callback_uri(self) -> str | None: ...
+    def callback_uri(self) -> str | None:
+        """The one callback URL sent with every async call, when configured that way."""
+    @property
+    def callback_base_url(self) -> str | None:
+        """The base of the callback routes: each async call sends ``<base>/<its route>``."""
     def path(self, name: str) -> str:
         """The path used for a call: search, sync_search, subscribe, unsubscribe, txn_status,
         sync_txn_status, enrolled, enrollment_updates."""

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
 use super::envelope::{
-    envelope_body, new_id, now_unix, request_header, timestamp, Signer, VERSION,
+    envelope_body, new_id, now_unix, request_header, timestamp, with_null_sender_uri,
+    ResponseHeader, Signer, Status, VERSION,
 };
 use super::error::{Error, Result};
 use super::http::{describe, read_limited, HttpSettings, LazyClient};
@@ -81,15 +82,56 @@ impl Endpoint {
             Endpoint::Subscribe => "subscribe",
             Endpoint::Unsubscribe => "unsubscribe",
             Endpoint::TxnStatus | Endpoint::SyncTxnStatus => "txn-status",
-            Endpoint::EnrollmentUpdates => "enrollment-updates",
+            Endpoint::EnrollmentUpdates => "notify",
         }
     }
 
     fn is_async(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Search | Endpoint::Subscribe | Endpoint::Unsubscribe | Endpoint::TxnStatus
-        )
+        self.callback_route().is_some()
+    }
+
+    /// The route of our callback receiver that answers this call (PROTOCOL §8), for the async
+    /// calls; `None` for sync calls, which carry no `sender_uri`.
+    pub fn callback_route(self) -> Option<&'static str> {
+        match self {
+            Endpoint::Search => Some("on-search"),
+            Endpoint::Subscribe => Some("on-subscribe"),
+            Endpoint::Unsubscribe => Some("on-unsubscribe"),
+            Endpoint::TxnStatus => Some("txn/on-status"),
+            _ => None,
+        }
+    }
+}
+
+/// Where the registry sends the callbacks of async calls (the header's `sender_uri`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Callback {
+    /// No callback URL: async calls go without `sender_uri` (the registry must know one).
+    #[default]
+    None,
+    /// The base URL of our callback routes: each async call names its own route,
+    /// `<base>/on-search`, `<base>/on-subscribe`, `<base>/on-unsubscribe`, `<base>/txn/on-status`.
+    Base(String),
+    /// One URL for every async call (a receiver that dispatches on `header.action`).
+    Uri(String),
+}
+
+impl Callback {
+    /// The `sender_uri` of a call to `endpoint`.
+    pub fn sender_uri(&self, endpoint: Endpoint) -> Option<String> {
+        let route = endpoint.callback_route()?;
+        match self {
+            Callback::None => None,
+            Callback::Base(base) => Some(format!("{}/{route}", base.trim_end_matches('/'))),
+            Callback::Uri(uri) => Some(uri.clone()),
+        }
+    }
+
+    fn url(&self) -> Option<&str> {
+        match self {
+            Callback::None => None,
+            Callback::Base(u) | Callback::Uri(u) => Some(u),
+        }
     }
 }
 
@@ -124,7 +166,11 @@ pub struct ClientConfig {
     pub base_url: String,
     pub sender_id: String,
     pub receiver_id: Option<String>,
-    pub callback_uri: Option<String>,
+    pub callback: Callback,
+    /// Send `"sender_uri": null` when a call has no callback URL (peers that hash headers
+    /// re-serialised with null optional keys, like OpenSPP). Off by default: the spec types
+    /// `sender_uri` as a URI string.
+    pub null_sender_uri: bool,
     pub auth: Auth,
     pub signing: Signing,
     pub registry_keys: RegistryKeys,
@@ -237,7 +283,8 @@ pub struct DciClient {
     base_url: String,
     sender_id: String,
     receiver_id: String,
-    callback_uri: Option<String>,
+    callback: Callback,
+    null_sender_uri: bool,
     auth: Auth,
     signer: Option<Signer>,
     keys: RegistryKeys,
@@ -271,11 +318,15 @@ impl DciClient {
         check_id("sender_id", &cfg.sender_id)?;
         let receiver_id = cfg.receiver_id.clone().unwrap_or(host);
         check_id("receiver_id", &receiver_id)?;
-        if let Some(cb) = &cfg.callback_uri {
+        if let Some(cb) = cfg.callback.url() {
+            let what = match cfg.callback {
+                Callback::Base(_) => "callback_base_url",
+                _ => "callback_uri",
+            };
             let u = reqwest::Url::parse(cb)
-                .map_err(|_| Error::Config("callback_uri is not a valid URL".into()))?;
+                .map_err(|_| Error::Config(format!("{what} is not a valid URL")))?;
             if !matches!(u.scheme(), "http" | "https") {
-                return Err(Error::Config("callback_uri must be http or https".into()));
+                return Err(Error::Config(format!("{what} must be http or https")));
             }
         }
         let signer = match cfg.signing {
@@ -324,7 +375,8 @@ impl DciClient {
             base_url: cfg.base_url.trim_end_matches('/').to_owned(),
             sender_id: cfg.sender_id,
             receiver_id,
-            callback_uri: cfg.callback_uri,
+            callback: cfg.callback,
+            null_sender_uri: cfg.null_sender_uri,
             auth: cfg.auth,
             signer,
             keys: cfg.registry_keys,
@@ -344,8 +396,8 @@ impl DciClient {
     pub fn receiver_id(&self) -> &str {
         &self.receiver_id
     }
-    pub fn callback_uri(&self) -> Option<&str> {
-        self.callback_uri.as_deref()
+    pub fn callback(&self) -> &Callback {
+        &self.callback
     }
     pub fn auth(&self) -> &Auth {
         &self.auth
@@ -381,17 +433,38 @@ impl DciClient {
     /// canonical text that is signed.
     fn envelope(
         &self,
-        action: &str,
+        endpoint: Endpoint,
         message: &Value,
         total_count: usize,
     ) -> Result<(String, Vec<u8>)> {
-        let header = request_header(
-            action,
-            &self.sender_id,
-            self.callback_uri.as_deref(),
-            &self.receiver_id,
-            total_count,
-        );
+        let header = if endpoint == Endpoint::EnrollmentUpdates {
+            // The spec gives this call a callback-style header: action "notify", a status.
+            ResponseHeader {
+                action: endpoint.action(),
+                status: Status::Succ,
+                status_reason_code: None,
+                status_reason_message: None,
+                total_count,
+                completed_count: total_count,
+                sender_id: &self.sender_id,
+                receiver_id: &self.receiver_id,
+            }
+            .to_value()
+        } else {
+            let sender_uri = self.callback.sender_uri(endpoint);
+            let header = request_header(
+                endpoint.action(),
+                &self.sender_id,
+                sender_uri.as_deref(),
+                &self.receiver_id,
+                total_count,
+            );
+            if self.null_sender_uri {
+                with_null_sender_uri(header)
+            } else {
+                header
+            }
+        };
         let message_id = header["message_id"].as_str().unwrap_or_default().to_owned();
         let body = envelope_body(&header, message, self.signer.as_ref())?;
         Ok((message_id, body.into_bytes()))
@@ -411,7 +484,7 @@ impl DciClient {
         let mut renewed = false;
         loop {
             let http = self.http.get()?;
-            let (message_id, body) = self.envelope(endpoint.action(), &message, total_count)?;
+            let (message_id, body) = self.envelope(endpoint, &message, total_count)?;
             let token = match &self.auth {
                 Auth::None => None,
                 Auth::Bearer(t) => Some(t.clone()),

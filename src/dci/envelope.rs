@@ -51,8 +51,12 @@ impl Status {
     }
 }
 
-/// The header of an outbound request: exactly the 10 keys of PROTOCOL §1, with a fresh
-/// `message_id` and the current `message_ts`. Build a new one for every send, retries included.
+/// The header of an outbound request: the keys of PROTOCOL §1, with a fresh `message_id` and the
+/// current `message_ts`. Build a new one for every send, retries included.
+///
+/// `sender_uri` is the callback URL of the call; without one the key is omitted (the spec types
+/// it as a URI string, so `null` does not validate) — see [`with_null_sender_uri`] for peers that
+/// need it.
 pub fn request_header(
     action: &str,
     sender_id: &str,
@@ -60,18 +64,31 @@ pub fn request_header(
     receiver_id: &str,
     total_count: usize,
 ) -> Value {
-    json!({
+    let mut header = json!({
         "version": VERSION,
         "message_id": new_id(),
         "message_ts": timestamp(now_unix()),
         "action": action,
         "sender_id": sender_id,
-        "sender_uri": sender_uri,
         "receiver_id": receiver_id,
         "total_count": total_count,
         "is_msg_encrypted": false,
         "meta": {},
-    })
+    });
+    if let Some(uri) = sender_uri {
+        header["sender_uri"] = uri.into();
+    }
+    header
+}
+
+/// Adds `"sender_uri": null` to a request header that has no callback URL: for peers that
+/// re-serialise received headers through a schema that writes absent optional keys as null
+/// before hashing (OpenSPP), so that both sides hash the same text. Off by default.
+pub fn with_null_sender_uri(mut header: Value) -> Value {
+    if let Some(obj) = header.as_object_mut() {
+        obj.entry("sender_uri").or_insert(Value::Null);
+    }
+    header
 }
 
 /// The header of a callback or sync response (`MsgCallbackHeader`): the request keys without
@@ -222,7 +239,18 @@ mod tests {
         let key = Arc::new(SigningKey::generate(Algorithm::Ed25519, 0).unwrap());
         let signer = Signer::new(key.clone(), "sp.example", "k1").unwrap();
         let header = request_header("search", "sp.example", None, "ibr.example", 1);
-        assert_eq!(header.as_object().unwrap().len(), 10);
+        assert_eq!(header.as_object().unwrap().len(), 9);
+        assert!(header.get("sender_uri").is_none(), "omitted, never null");
+        let with_null = with_null_sender_uri(header.clone());
+        assert_eq!(with_null["sender_uri"], Value::Null);
+        let cb = request_header(
+            "search",
+            "sp.example",
+            Some("https://sp/cb"),
+            "ibr.example",
+            1,
+        );
+        assert_eq!(with_null_sender_uri(cb)["sender_uri"], "https://sp/cb");
         let message = serde_json::json!({"transaction_id": "t", "name": "Zoë \u{1F600}"});
         let body = envelope_body(&header, &message, Some(&signer)).unwrap();
         let parsed: Value = serde_json::from_str(&body).unwrap();

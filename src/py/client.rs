@@ -13,7 +13,8 @@ use super::json::{to_python, to_value};
 use super::signing::{PyJwks, PySigningKey};
 use crate::dci::auth::{Auth, CredentialLocation, OAuth2};
 use crate::dci::client::{
-    search_criteria, Ack, Answer, ClientConfig, DciClient, ItemAnswer, Reply, Retry, Sent, Signing,
+    search_criteria, Ack, Answer, Callback, ClientConfig, DciClient, ItemAnswer, Reply, Retry,
+    Sent, Signing,
 };
 use crate::dci::http::{HttpSettings, Secret};
 use crate::dci::keys::VerifyingKey;
@@ -41,7 +42,8 @@ pub struct PyDciClient {
 impl PyDciClient {
     #[new]
     #[pyo3(signature = (
-        *, base_url, sender_id, receiver_id = None, callback_uri = None, auth = "none",
+        *, base_url, sender_id, receiver_id = None, callback_uri = None, callback_base_url = None,
+        null_sender_uri = false, auth = "none",
         bearer_token = None, token_url = None, client_id = None, client_secret = None, scope = None,
         credentials_location = "body", signing_key = None, key_id = None, unsigned = false,
         registry_keys = None, registry_jwks_url = None, allow_insecure_jwks = false, paths = None,
@@ -54,6 +56,8 @@ impl PyDciClient {
         sender_id: String,
         receiver_id: Option<String>,
         callback_uri: Option<String>,
+        callback_base_url: Option<String>,
+        null_sender_uri: bool,
         auth: &str,
         bearer_token: Option<String>,
         token_url: Option<String>,
@@ -176,6 +180,17 @@ impl PyDciClient {
                 }
             }
         };
+        let callback = match (callback_base_url, callback_uri) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "give callback_base_url or callback_uri, not both".into(),
+                )
+                .into())
+            }
+            (Some(base), None) => Callback::Base(base),
+            (None, Some(uri)) => Callback::Uri(uri),
+            (None, None) => Callback::None,
+        };
         let retry = Retry {
             max_retries,
             backoff: Duration::from_secs_f64(backoff.clamp(0.0, 60.0)),
@@ -185,7 +200,8 @@ impl PyDciClient {
             base_url,
             sender_id,
             receiver_id,
-            callback_uri,
+            callback,
+            null_sender_uri,
             auth,
             signing,
             registry_keys,
@@ -211,9 +227,21 @@ impl PyDciClient {
     fn receiver_id(&self) -> &str {
         self.inner.receiver_id()
     }
+    /// The one callback URL given for every async call, if that is how it was configured.
     #[getter]
     fn callback_uri(&self) -> Option<&str> {
-        self.inner.callback_uri()
+        match self.inner.callback() {
+            Callback::Uri(u) => Some(u),
+            _ => None,
+        }
+    }
+    /// The base URL of the callback routes (`<base>/on-search`, …), if configured.
+    #[getter]
+    fn callback_base_url(&self) -> Option<&str> {
+        match self.inner.callback() {
+            Callback::Base(u) => Some(u),
+            _ => None,
+        }
     }
 
     /// The path used for a call (`"search"`, `"sync_search"`, … `"enrollment_updates"`).
