@@ -147,6 +147,119 @@ class ReplayGuard:
     def __len__(self) -> int: ...
 
 @final
+class RemoteJWKS:
+    """Keys published at a JWKS URL, for a callback key lookup to return.
+
+    Fetched through the process-wide cache (kept an hour; refetched on an unknown kid at most
+    once a minute per URL, failed fetches included; one fetch at a time), and only when no other
+    key of the sender has the signature's kid. https only unless ``allow_http``; nothing is
+    fetched when it is created. Raises ``ConfigError`` for a refused URL.
+    """
+
+    def __new__(
+        cls, url: str, *, allow_http: bool = False, verify_tls: bool = True
+    ) -> RemoteJWKS: ...
+    @property
+    def url(self) -> str: ...
+
+_KeyMaterial = _PublicKey | RemoteJWKS
+
+@final
+class VerifiedCallback:
+    """A callback that passed every check of ``CallbackVerifier.verify`` (not yet replay).
+
+    ``header`` is the header as verified: as received, or in the normalised form that verified
+    (``header_form``: ``as_received``, ``defaults_keep_nulls`` or ``defaults_drop_nulls``).
+    """
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def sender_id(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def kid(self) -> str: ...
+    @property
+    def expires(self) -> int:
+        """The signature's expiry (Unix seconds): remember the message_id until then."""
+    @property
+    def header_form(self) -> str: ...
+    @property
+    def header(self) -> dict[str, Any]: ...
+    @property
+    def message(self) -> dict[str, Any]: ...
+    @property
+    def transaction_id(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def reference_ids(self) -> tuple[str, ...]: ...
+
+@final
+class CallbackRefusal:
+    """A refused callback: HTTP ``status``, the spec's ``err.*`` ``code`` and a ``message``.
+
+    ``outcome`` is the signature's for a 401 ``err.signature.invalid``; ``sender_id`` and
+    ``message_id`` (cut to 128 characters) name the callback when its envelope could be read.
+    """
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def sender_id(self) -> str | None: ...
+    @property
+    def message_id(self) -> str | None: ...
+
+@final
+class CallbackVerifier:
+    """Checks received callbacks (PROTOCOL §3, §8) with fixed limits.
+
+    Raises ``ConfigError`` (a ``ValueError``) for a limit out of range (``max_depth`` 1 to 128).
+    """
+
+    ANY_ACTION_PATH: str
+    """The path, below the receiver's prefix, of the route taking every callback action."""
+
+    def __new__(
+        cls,
+        *,
+        max_body_bytes: int = 1048576,
+        max_depth: int = 64,
+        max_skew: int = 60,
+        max_lifetime: int = 3600,
+    ) -> CallbackVerifier: ...
+    @staticmethod
+    def routes() -> list[tuple[str, str]]:
+        """``(action, path)`` of the five callback routes, the path below the prefix."""
+    @property
+    def max_body_bytes(self) -> int: ...
+    def too_large(self) -> CallbackRefusal:
+        """The refusal of a body larger than ``max_body_bytes``."""
+    def verify(
+        self,
+        body: bytes,
+        content_type: str | None,
+        key_lookup: Callable[[str, str | None], _KeyMaterial | Iterable[_KeyMaterial] | None],
+        *,
+        action: str | None = None,
+        now: int | None = None,
+    ) -> VerifiedCallback | CallbackRefusal:
+        """Checks one callback body (see ``spp_dci_ibr.callbacks`` for the order of checks).
+
+        ``action`` is the route's (None: any of the five, dispatched on ``header.action``);
+        ``key_lookup`` is called at most once, only after every check needing no key. Raises
+        what the key lookup raised, ``KeyFormatError`` when no candidate key can be read.
+        Releases the GIL.
+        """
+
+@final
 class DCIClient:
     """A DCI client for one registry (see the README for every option).
 

@@ -1,4 +1,4 @@
-"""The DCI callback receiver: an Odoo-free FastAPI router for the five IBR callbacks.
+"""The DCI callback receiver: an Odoo-free FastAPI router for the IBR callbacks.
 
 The registry answers asynchronous requests by POSTing a signed envelope
 ``{"signature": str, "header": {...}, "message": {...}}`` to one of our callback routes
@@ -7,7 +7,17 @@ that authenticates such a callback and hands it, verified, to a *sink*. It knows
 Odoo: where keys come from (:class:`KeyLookup`), how replays are remembered (:class:`ReplayStore`)
 and what happens to an accepted callback (:class:`ResultSink`) are injected.
 
-Every request goes through the same checks, in this order; the first failure answers:
+Routes, under ``prefix`` (default ``/registry``): the five of :data:`CALLBACK_ROUTES`, each
+taking its own ``header.action``, and :data:`ANY_CALLBACK_ROUTE` (``{prefix}/callback``), which
+takes any of the five and dispatches on ``header.action`` — for registries that post every
+callback to the one ``sender_uri`` they were given. Every other method or path under the prefix
+(a trailing slash included) is answered in the same error shape, never redirected: 405
+``err.request.bad`` for another method on a callback route, 404 ``err.request.not_found``
+otherwise.
+
+Every check up to the signature is one native call (:class:`spp_dci_ibr.CallbackVerifier`, the
+GIL released), in this order; the first failure answers. Steps 1-6 are linear in the body and
+need no key: a bogus callback costs microseconds and never reaches the key lookup.
 
 ==  =====================================================  ======  ==========================
 #   check                                                  status  code
@@ -18,27 +28,41 @@ Every request goes through the same checks, in this order; the first failure ans
     not matter)
 2   ``Content-Type`` is JSON (``application/json`` or         400   ``err.request.bad``
     ``application/*+json``; a charset, if any, is UTF-8)
-3   strict UTF-8                                             400   ``err.request.bad``
-4   nesting depth <= ``max_depth`` (scanned on the raw        400   ``err.request.bad``
-    text, before parsing, in linear time)
-5   JSON: no duplicate keys, no ``NaN``/``Infinity``,        400   ``err.request.bad``
-    integers of at most 4300 digits, finite floats, no
-    unpaired UTF-16 surrogate escapes
-6   envelope: an object with ``header`` and ``message``      400   ``err.request.bad``
+3   strict JSON: UTF-8, nesting depth <= ``max_depth``       400   ``err.request.bad``
+    (checked on the raw text first), no duplicate keys,
+    no ``NaN``/``Infinity``, integers of at most 4300
+    digits, finite floats, no unpaired surrogate escapes
+4   envelope: an object with ``header`` and ``message``      400   ``err.request.bad``
     objects, ``signature`` a string when present;
     ``header.message_id``, ``sender_id``, ``action``
     non-empty strings
-7   ``header.action`` is the route's action                  400   ``err.request.bad``
-8   the key lookup knows ``header.sender_id``                401   ``err.sender_id.invalid``
-9   a signature is present (absent, null or ``""``)          401   ``err.signature.missing``
-10  the signature's ``kidId`` names ``header.sender_id``     401   ``err.signature.invalid``
-11  the signature verifies (outcome named in the message)    401   ``err.signature.invalid``
-12  ``(sender_id, message_id)`` not seen before              409   ``err.request.bad``
-13  the sink accepts it (:class:`CallbackRejected`)          any   the sink's code
+5   ``header.action`` is the route's (any of the five on     400   ``err.request.bad``
+    the universal route)
+6   when signed: the field is at most 4096 bytes and         401   ``err.signature.invalid``
+    parses; its ``kidId`` is ``<sender_id>|<key>|<alg>``
+    naming ``header.sender_id``; algorithm, lifetime,
+    ``created`` and ``expires`` are acceptable
+7   the key lookup knows ``header.sender_id`` (called        401   ``err.sender_id.invalid``
+    once, in a worker thread)
+8   a signature is present (absent, null or ``""``)          401   ``err.signature.missing``
+9   a configured key has the signature's kid, or the         401   ``err.signature.invalid``
+    sender has only one key; a :class:`RemoteJWKS` is
+    consulted only when no other key has the kid
+10  the signature verifies (as received, else in at most     401   ``err.signature.invalid``
+    two OpenSPP-normalised header forms)
+11  ``(sender_id, message_id)`` not seen before              409   ``err.request.bad``
+12  the sink accepts it (:class:`CallbackRejected`)          any   the sink's code
 ==  =====================================================  ======  ==========================
 
-Then: 200 ``{"message": {"ack_status": "ACK", "timestamp": ..., "correlation_id": ...,
-"error": null}}``. Refusals: ``{"errors": [{"code": "err.…", "message": "…"}]}``.
+Then: 200 ``{"message": {"ack_status": "ACK", "timestamp": ..., "correlation_id": ...}}``
+(``error`` omitted, as the spec's ``Response`` schema wants). Refusals:
+``{"errors": [{"code": "err.…", "message": "…"}]}``; a 401 ``err.signature.invalid`` message
+names the outcome (``signature malformed: …``, ``signature expired: …``, ``signature
+unknown_key: …``).
+
+What the sink sees is what was verified: when the header verified only in a normalised form
+(schema defaults filled in, null members kept or dropped), :attr:`CallbackEvent.header` is that
+form, never a raw member the signature did not cover.
 
 Choice of codes. The spec's ``Error.code`` enum has no code for an oversized body, a replay or an
 internal failure, so:
@@ -46,15 +70,11 @@ internal failure, so:
 * 413 uses ``err.request.bad`` (``err.request.too_many_requests`` is about rate, not size);
 * 409 uses ``err.request.bad``, and its message names the spec's header reason code
   ``rjct.message_id.duplicate`` (a ``rjct.*`` status code, not an ``err.*`` one);
-* 500 (an exception in the key lookup, the replay store, the sink, or a misconfigured key)
-  uses ``err.service.unavailable`` with a generic message; the details go to the log
+* 500 (an exception in the key lookup, the replay store, the sink, or no readable configured
+  key) uses ``err.service.unavailable`` with a generic message; the details go to the log
   ``spp_dci_ibr.callbacks`` only;
 * 503 ``err.service.unavailable`` when the replay store is full of live entries
   (:class:`spp_dci_ibr.exceptions.CapacityError`): the registry may retry later.
-
-A missing signature (no ``signature`` member, ``null`` or ``""``) is the spec's
-``err.signature.missing`` (401), not a malformed envelope; a ``signature`` of another JSON type
-is malformed (400).
 
 Nothing internal (exception text, traceback, key material, paths) is ever put in a response.
 Logs name the sender and the message_id, never key material or bodies.
@@ -66,30 +86,30 @@ transactional store rolled back with the sink does this naturally).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from spp_dci_ibr import JWKS, ReplayGuard, check_signature
-from spp_dci_ibr.exceptions import CapacityError, KeyFormatError
+from spp_dci_ibr import JWKS, ReplayGuard
+from spp_dci_ibr._native import CallbackRefusal, CallbackVerifier, RemoteJWKS
+from spp_dci_ibr.exceptions import CapacityError
 
 __all__ = [
+    "ANY_CALLBACK_ROUTE",
     "CALLBACK_ROUTES",
     "CallbackEvent",
     "CallbackRejected",
     "KeyLookup",
     "KeyMaterial",
     "MemoryReplayStore",
+    "RemoteJWKS",
     "ReplayStore",
     "ResultSink",
     "StaticKeyLookup",
@@ -98,42 +118,30 @@ __all__ = [
 
 _log = logging.getLogger("spp_dci_ibr.callbacks")
 
+_DEFAULT_PREFIX = "/registry"
+
 #: The five callback routes under the default prefix ``/registry``, keyed by the ``header.action``
 #: each one accepts (the spec's action for ``/txn/on-status`` is ``txn-on-status``).
 CALLBACK_ROUTES: Mapping[str, str] = {
-    "on-search": "/registry/on-search",
-    "on-subscribe": "/registry/on-subscribe",
-    "on-unsubscribe": "/registry/on-unsubscribe",
-    "notify": "/registry/notify",
-    "txn-on-status": "/registry/txn/on-status",
+    action: _DEFAULT_PREFIX + path for action, path in CallbackVerifier.routes()
 }
-_DEFAULT_PREFIX = "/registry"
+
+#: The route under the default prefix that accepts every callback action of
+#: :data:`CALLBACK_ROUTES`, dispatched on ``header.action``: give it to a registry that posts
+#: every callback to one URL (``DCIClient(callback_uri=...)``).
+ANY_CALLBACK_ROUTE: str = _DEFAULT_PREFIX + CallbackVerifier.ANY_ACTION_PATH
 
 #: One configured public key: a PEM (str or bytes), a JWK (dict; a ``{"keys": [...]}`` dict is
-#: read as a JWKS) or a :class:`spp_dci_ibr.JWKS`.
-KeyMaterial = str | bytes | dict[str, Any] | JWKS
+#: read as a JWKS), a :class:`spp_dci_ibr.JWKS`, or a :class:`RemoteJWKS` (keys published at a
+#: URL, fetched through the process-wide cache only when no other key has the signature's kid).
+KeyMaterial = str | bytes | dict[str, Any] | JWKS | RemoteJWKS
 
-_MAX_INT_DIGITS = 4300  # CPython's own int/str conversion limit
-_MAX_FLOAT_CHARS = 400  # a float literal longer than this is not data, it is an attack
 _LOG_FIELD_CHARS = 128  # untrusted values are cut to this length in log records
 
 _ERR_BAD = "err.request.bad"
-_ERR_SENDER = "err.sender_id.invalid"
-_ERR_SIG_MISSING = "err.signature.missing"
-_ERR_SIG_INVALID = "err.signature.invalid"
+_ERR_NOT_FOUND = "err.request.not_found"
 _ERR_INTERNAL = "err.service.unavailable"
 _INTERNAL_MESSAGE = "internal error; the callback was not processed"
-
-# Items of these message members carry a `reference_id` (SearchResponse, SubscribeResponse,
-# NotifyEventRequest, TxnStatusResponse and the spellings seen in the wild).
-_REFERENCE_LISTS = (
-    "search_response",
-    "subscribe_response",
-    "unsubscribe_response",
-    "notify_event",
-    "txnstatus_response",
-    "txn_status_response",
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,11 +153,14 @@ _REFERENCE_LISTS = (
 class CallbackEvent:
     """A callback that passed every check: authenticated, fresh and not a replay.
 
-    ``header`` and ``message`` are the parsed JSON exactly as received (and as verified);
-    ``raw_body`` the bytes as received, for audit. ``transaction_id`` and ``correlation_id`` come
-    from ``message`` (None when absent or not strings); ``reference_ids`` are the ``reference_id``
-    of the items of ``message.search_response`` / ``subscribe_response`` / ``notify_event`` /
-    ``txnstatus_response`` (in order, without repeats). ``received_at`` is Unix seconds.
+    ``action`` is ``header.action`` (on the universal route, the one dispatched on). ``header``
+    and ``message`` are the parsed JSON as verified: the header as received, or in the
+    normalised form that verified (never a raw member the signature did not cover);
+    ``raw_body`` the bytes as received, for audit. ``transaction_id`` and ``correlation_id``
+    come from ``message`` (None when absent or not non-empty strings); ``reference_ids`` are the
+    ``reference_id`` of the items of ``message.search_response`` / ``subscribe_response`` /
+    ``notify_event`` / ``txnstatus_response`` (in order, without repeats). ``received_at`` is
+    Unix seconds.
     """
 
     action: str
@@ -185,12 +196,17 @@ class CallbackRejected(Exception):
 class KeyLookup(Protocol):
     """Finds the public keys of a sender.
 
-    Called with ``header.sender_id`` and the signature's ``kidId`` (None when the signature has
-    none). Returns the sender's keys — the router picks the one whose kid is the signature's, or
-    the only one — or None when the sender is unknown (401 ``err.sender_id.invalid``).
+    Called at most once per callback, only for one that passed every check needing no key, with
+    ``header.sender_id`` and the signature's ``kidId`` (None when the callback is unsigned).
+    Returns the sender's keys (:data:`KeyMaterial` items; one item alone is fine) — the router
+    picks those whose kid is the signature's, or the only one — or None when the sender is
+    unknown (401 ``err.sender_id.invalid``). It should not fetch anything itself: return a
+    :class:`RemoteJWKS` for keys published at a URL.
     """
 
-    def __call__(self, sender_id: str, kid: str | None, /) -> Sequence[KeyMaterial] | None: ...
+    def __call__(
+        self, sender_id: str, kid: str | None, /
+    ) -> KeyMaterial | Sequence[KeyMaterial] | None: ...
 
 
 class ReplayStore(Protocol):
@@ -231,21 +247,18 @@ class MemoryReplayStore:
 
 
 class StaticKeyLookup:
-    """A :class:`KeyLookup` over a fixed mapping ``{sender_id: [PEM | JWK dict | JWKS, ...]}``.
+    """A :class:`KeyLookup` over a fixed mapping ``{sender_id: [KeyMaterial, ...]}``.
 
-    A single key instead of a list is accepted; a dict with a ``keys`` member is read as a JWKS
-    (once, here). Unknown senders get None.
+    A single key instead of a list is accepted. Unknown senders get None.
     """
 
     def __init__(self, keys: Mapping[str, KeyMaterial | Sequence[KeyMaterial]]) -> None:
         table: dict[str, tuple[KeyMaterial, ...]] = {}
         for sender_id, value in keys.items():
-            items: Sequence[KeyMaterial]
-            if isinstance(value, (str, bytes, dict, JWKS)):
-                items = [value]
+            if isinstance(value, (str, bytes, dict, JWKS, RemoteJWKS)):
+                table[sender_id] = (value,)
             else:
-                items = value
-            table[sender_id] = tuple(_as_key_material(item) for item in items)
+                table[sender_id] = tuple(value)
         self._keys = table
 
     def __call__(self, sender_id: str, kid: str | None, /) -> Sequence[KeyMaterial] | None:
@@ -272,48 +285,53 @@ def build_callback_router(
     max_depth: int = 64,
     clock: Callable[[], int] | None = None,
 ) -> APIRouter:
-    """Build the router serving the five callback routes of :data:`CALLBACK_ROUTES`.
+    """Build the router serving :data:`CALLBACK_ROUTES` and :data:`ANY_CALLBACK_ROUTE`.
 
-    ``prefix`` replaces ``/registry`` (``""`` mounts the routes at the root). ``max_skew`` and
-    ``max_lifetime`` are passed to :func:`spp_dci_ibr.check_signature`; ``clock`` returns Unix
-    seconds (default: ``time.time``). Raises ``ValueError`` for a bad prefix or limit.
+    ``prefix`` replaces ``/registry`` (``""`` mounts the routes at the root; then only the
+    callback paths themselves, not every path, get the contract's 404/405 answers).
+    ``max_skew`` and ``max_lifetime`` (seconds) bound the signature's time window, ``max_depth``
+    (1 to 128) the JSON nesting; ``clock`` returns Unix seconds (default: ``time.time``).
+    Raises ``ValueError`` for a bad prefix or limit.
 
     The key lookup, the replay store and the sink are called in a worker thread (as FastAPI does
-    for plain ``def`` endpoints), once per request, never for a refused body.
+    for plain ``def`` endpoints), at most once per request, never for a refused body.
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError("prefix must be empty or start with '/' and not end with '/'")
-    for name, value in (
-        ("max_body_bytes", max_body_bytes),
-        ("max_depth", max_depth),
-        ("max_lifetime", max_lifetime),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer")
-    if not isinstance(max_skew, int) or max_skew < 0:
-        raise ValueError("max_skew must be a non-negative integer")
-
+    try:
+        verifier = CallbackVerifier(
+            max_body_bytes=max_body_bytes,
+            max_depth=max_depth,
+            max_skew=max_skew,
+            max_lifetime=max_lifetime,
+        )
+    except (TypeError, OverflowError) as exc:
+        raise ValueError(f"limits must be non-negative integers: {exc}") from None
     processor = _Processor(
-        key_lookup=key_lookup,
-        replay_store=replay_store,
-        sink=sink,
-        max_depth=max_depth,
-        max_skew=max_skew,
-        max_lifetime=max_lifetime,
-        clock=clock,
+        verifier=verifier, key_lookup=key_lookup, replay_store=replay_store, sink=sink, clock=clock
     )
     router = APIRouter(prefix=prefix)
-    for action, default_path in CALLBACK_ROUTES.items():
-        suffix = default_path[len(_DEFAULT_PREFIX) :]
+    routes: list[tuple[str | None, str]] = [*CallbackVerifier.routes()]
+    routes.append((None, CallbackVerifier.ANY_ACTION_PATH))
+    for action, path in routes:
+        name = f"dci_callback_{(action or 'any').replace('-', '_')}"
         router.add_api_route(
-            suffix,
-            _make_endpoint(processor, action, max_body_bytes),
+            path,
+            _make_endpoint(processor, action, name),
             methods=["POST"],
-            name=f"dci_callback_{action.replace('-', '_')}",
-            summary=f"DCI callback {action}",
+            name=name,
+            summary=f"DCI callback {action or '(any action)'}",
             response_class=JSONResponse,
             openapi_extra=_OPENAPI_BODY,
         )
+    # Everything else under the prefix gets the contract's error shape (never FastAPI's
+    # {"detail": ...}, never a trailing-slash redirect). Plain routes: every method matches.
+    for _, path in routes:
+        router.add_route(prefix + path, _method_not_allowed, include_in_schema=False)
+        router.add_route(prefix + path + "/", _not_found, include_in_schema=False)
+    if prefix:
+        router.add_route(prefix, _not_found, include_in_schema=False)
+        router.add_route(prefix + "/{rest:path}", _not_found, include_in_schema=False)
     return router
 
 
@@ -337,64 +355,70 @@ _OPENAPI_BODY: dict[str, Any] = {
 }
 
 
+async def _method_not_allowed(request: Request) -> JSONResponse:
+    return JSONResponse(
+        _errors(_ERR_BAD, f"method {request.method} not allowed; DCI callbacks are POSTed"),
+        status_code=405,
+        headers={"Allow": "POST"},
+    )
+
+
+async def _not_found(request: Request) -> JSONResponse:
+    return JSONResponse(_errors(_ERR_NOT_FOUND, "no DCI callback route at this path"), 404)
+
+
 def _make_endpoint(
-    processor: _Processor, action: str, max_body_bytes: int
+    processor: _Processor, action: str | None, name: str
 ) -> Callable[[Request], Any]:
+    label = action or "(any action)"
+
     async def endpoint(request: Request) -> JSONResponse:
         try:
-            raw = await _read_body(request, max_body_bytes)
-            status, body = await run_in_threadpool(
-                processor.process, action, raw, request.headers.get("content-type")
-            )
-        except _Refusal as refusal:
-            status, body = refusal.answer()
-            _log.warning("DCI callback %s refused: %s %s", action, refusal.code, refusal.message)
+            raw = await _read_body(request, processor.verifier.max_body_bytes)
+            if raw is None:
+                status, body = processor.refused(label, processor.verifier.too_large())
+            else:
+                status, body = await run_in_threadpool(
+                    processor.process, action, raw, request.headers.get("content-type")
+                )
+        except _BadFraming as bad:
+            _log.warning("DCI callback %s refused: %s", label, bad.message)
+            status, body = 400, _errors(_ERR_BAD, bad.message)
         except ClientDisconnect:
-            _log.warning("DCI callback %s: client disconnected before the body was read", action)
+            _log.warning("DCI callback %s: client disconnected before the body was read", label)
             status, body = 400, _errors(_ERR_BAD, "incomplete request body")
         except Exception:
-            _log.exception("DCI callback %s: unexpected error", action)
+            _log.exception("DCI callback %s: unexpected error", label)
             status, body = 500, _errors(_ERR_INTERNAL, _INTERNAL_MESSAGE)
         return JSONResponse(body, status_code=status)
 
-    endpoint.__name__ = f"dci_callback_{action.replace('-', '_')}"
+    endpoint.__name__ = name
     return endpoint
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, read chunk by chunk and abandoned as soon as it exceeds ``limit`` bytes."""
+class _BadFraming(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, read chunk by chunk; None, abandoned, as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
         declared = declared.strip()
         if not declared.isdigit() or not declared.isascii():
-            raise _Refusal(400, _ERR_BAD, "invalid Content-Length")
+            raise _BadFraming("invalid Content-Length")
         if int(declared) > limit:
-            raise _too_large(limit)
+            return None
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise _too_large(limit)
+            return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _too_large(limit: int) -> _Refusal:
-    return _Refusal(413, _ERR_BAD, f"request body larger than {limit} bytes")
-
-
-class _Refusal(Exception):
-    """An answer other than 200, decided by one of the checks."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def answer(self) -> tuple[int, dict[str, Any]]:
-        return self.status, _errors(self.code, self.message)
 
 
 def _errors(code: str, message: str) -> dict[str, Any]:
@@ -407,431 +431,121 @@ class _Processor:
     def __init__(
         self,
         *,
+        verifier: CallbackVerifier,
         key_lookup: KeyLookup,
         replay_store: ReplayStore,
         sink: ResultSink,
-        max_depth: int,
-        max_skew: int,
-        max_lifetime: int,
         clock: Callable[[], int] | None,
     ) -> None:
+        self.verifier = verifier
         self._key_lookup = key_lookup
         self._replay_store = replay_store
         self._sink = sink
-        self._max_depth = max_depth
-        self._max_skew = max_skew
-        self._max_lifetime = max_lifetime
         self._clock = clock
 
     def _now(self) -> int:
         return int(self._clock()) if self._clock is not None else int(time.time())
 
+    @staticmethod
+    def refused(label: str, refusal: CallbackRefusal) -> tuple[int, dict[str, Any]]:
+        _log.warning(
+            "DCI callback %s refused (%s %s: %s) sender_id=%r message_id=%r",
+            label,
+            refusal.status,
+            refusal.code,
+            refusal.message,
+            refusal.sender_id,
+            refusal.message_id,
+        )
+        return refusal.status, _errors(refusal.code, refusal.message)
+
     def process(
-        self, action: str, raw: bytes, content_type: str | None
+        self, action: str | None, raw: bytes, content_type: str | None
     ) -> tuple[int, dict[str, Any]]:
-        """Run checks 2-13 on ``raw``; return (status, JSON body). Raises only on bugs."""
+        """Checks 2-12 on ``raw``; returns (status, JSON body). Raises only on bugs."""
+        label = action or "(any action)"
         now = self._now()
-        sender_id: str | None = None
-        message_id: str | None = None
+        sender_id = message_id = None
         try:
-            signature, header, message = _parse_envelope(raw, content_type, self._max_depth)
-            sender_id = header["sender_id"]
-            message_id = header["message_id"]
-            if header["action"] != action:
-                raise _Refusal(
-                    400, _ERR_BAD, f"header.action does not match this route; expected {action!r}"
+            verdict = self.verifier.verify(
+                raw, content_type, self._key_lookup, action=action, now=now
+            )
+            if isinstance(verdict, CallbackRefusal):
+                return self.refused(label, verdict)
+            label, sender_id, message_id = verdict.action, verdict.sender_id, verdict.message_id
+            if not self._replay_store.remember(sender_id, message_id, verdict.expires):
+                _log.warning(
+                    "DCI callback %s refused (409: replay) sender_id=%r message_id=%r",
+                    label,
+                    _clip(sender_id),
+                    _clip(message_id),
                 )
-            kid = _signature_kid(signature) if signature else None
-            keys = self._key_lookup(header["sender_id"], kid)
-            if keys is None:
-                raise _Refusal(401, _ERR_SENDER, "unknown sender_id")
-            if not signature:
-                raise _Refusal(401, _ERR_SIG_MISSING, "the callback is not signed")
-            checked_kid, expires = self._verify(signature, header, message, keys, kid, now)
-            if not self._replay_store.remember(header["sender_id"], header["message_id"], expires):
-                raise _Refusal(
-                    409,
-                    _ERR_BAD,
-                    "rjct.message_id.duplicate: this message_id was already received",
+                return 409, _errors(
+                    _ERR_BAD, "rjct.message_id.duplicate: this message_id was already received"
                 )
             event = CallbackEvent(
-                action=action,
-                sender_id=header["sender_id"],
-                message_id=header["message_id"],
-                kid=checked_kid,
-                header=header,
-                message=message,
+                action=verdict.action,
+                sender_id=sender_id,
+                message_id=message_id,
+                kid=verdict.kid,
+                header=verdict.header,
+                message=verdict.message,
                 raw_body=raw,
-                transaction_id=_optional_str(message.get("transaction_id")),
-                correlation_id=_optional_str(message.get("correlation_id")),
-                reference_ids=_reference_ids(message),
+                transaction_id=verdict.transaction_id,
+                correlation_id=verdict.correlation_id,
+                reference_ids=verdict.reference_ids,
                 received_at=now,
             )
             try:
                 self._sink(event)
             except CallbackRejected as rejected:
-                return self._rejected_by_sink(action, sender_id, message_id, rejected)
-        except _Refusal as refusal:
-            _log.warning(
-                "DCI callback %s refused (%s %s: %s) sender_id=%r message_id=%r",
-                action,
-                refusal.status,
-                refusal.code,
-                refusal.message,
-                _clip(sender_id),
-                _clip(message_id),
-            )
-            return refusal.answer()
+                return self._rejected_by_sink(label, sender_id, message_id, rejected)
         except CapacityError:
             # The in-memory replay guard is full of live entries: a temporary condition.
-            _log.error("DCI callback %s: the replay store is full; refusing for now", action)
+            _log.error("DCI callback %s: the replay store is full; refusing for now", label)
             return 503, _errors(_ERR_INTERNAL, "too many callbacks in flight; retry later")
         except Exception:
             _log.exception(
                 "DCI callback %s failed: sender_id=%r message_id=%r",
-                action,
+                label,
                 _clip(sender_id),
                 _clip(message_id),
             )
             return 500, _errors(_ERR_INTERNAL, _INTERNAL_MESSAGE)
         _log.info(
             "DCI callback %s accepted: sender_id=%r message_id=%r transaction_id=%r",
-            action,
+            label,
             _clip(sender_id),
             _clip(message_id),
             _clip(event.transaction_id),
         )
-        correlation_id = event.correlation_id or header["message_id"]
         return 200, {
             "message": {
                 "ack_status": "ACK",
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                "correlation_id": correlation_id,
-                "error": None,
+                "correlation_id": event.correlation_id or message_id,
             }
         }
 
     @staticmethod
     def _rejected_by_sink(
-        action: str, sender_id: str | None, message_id: str | None, rejected: CallbackRejected
+        label: str, sender_id: str | None, message_id: str | None, rejected: CallbackRejected
     ) -> tuple[int, dict[str, Any]]:
         status, code, text = rejected.status, rejected.code, rejected.message
         if not (isinstance(status, int) and 400 <= status <= 599) or not isinstance(code, str):
             _log.error(
-                "DCI callback %s: sink raised CallbackRejected with status %r", action, status
+                "DCI callback %s: sink raised CallbackRejected with status %r", label, status
             )
             return 500, _errors(_ERR_INTERNAL, _INTERNAL_MESSAGE)
         _log.warning(
             "DCI callback %s rejected by the sink (%s %s) sender_id=%r message_id=%r",
-            action,
+            label,
             status,
             code,
             _clip(sender_id),
             _clip(message_id),
         )
         return status, _errors(code, str(text))
-
-    def _verify(
-        self,
-        signature: str,
-        header: dict[str, Any],
-        message: dict[str, Any],
-        keys: Sequence[KeyMaterial],
-        kid: str | None,
-        now: int,
-    ) -> tuple[str, int]:
-        """Check 10 and 11: return (kid, expires) of a valid signature or refuse."""
-        sender_id: str = header["sender_id"]
-        if kid is None:
-            _invalid("malformed", "the signature has no single kidId")
-        parts = kid.rsplit("|", 2)
-        if len(parts) != 3 or parts[0] != sender_id:
-            raise _Refusal(
-                401, _ERR_SIG_INVALID, "the signature's kidId does not name header.sender_id"
-            )
-        candidates = _candidate_keys(keys, kid)
-        if not candidates:
-            _invalid("unknown_key", "no configured key of this sender has this kidId")
-        outcome: str | None = None
-        detail: str | None = None
-        unreadable = 0
-        for key in candidates:
-            try:
-                check = check_signature(
-                    signature,
-                    header,
-                    message,
-                    key,
-                    now=now,
-                    max_skew=self._max_skew,
-                    max_lifetime=self._max_lifetime,
-                )
-            except KeyFormatError:
-                # A configuration problem on our side, not the sender's fault: log, try the next.
-                unreadable += 1
-                _log.error("DCI callback: a configured key of sender %r is unreadable", sender_id)
-                continue
-            if check.outcome == "valid":
-                if check.kid != kid or check.expires is None:
-                    _invalid("invalid", "the signature's kidId is ambiguous")
-                return kid, int(check.expires)
-            if outcome is None or outcome == "unknown_key":
-                outcome = str(check.outcome)
-                # Why a field is malformed (a parse error, never key material), when told.
-                detail = check.detail
-        if outcome is None and unreadable:
-            raise RuntimeError("no configured key of the sender could be read")
-        outcome = outcome or "unknown_key"
-        if outcome == "malformed" and isinstance(detail, str) and detail:
-            _invalid(outcome, detail[:200])
-        _invalid(outcome, _OUTCOME_TEXT.get(outcome, ""))
-
-
-_OUTCOME_TEXT = {
-    "invalid": "the signature does not match the header and message",
-    "expired": "the signature has expired",
-    "not_yet_valid": "the signature's created time is in the future",
-    "lifetime_too_long": "the signature's lifetime is longer than accepted",
-    "malformed": "the signature field cannot be parsed",
-    "unknown_key": "no configured key of this sender has this kidId",
-}
-
-
-def _invalid(outcome: str, text: str) -> NoReturn:
-    message = f"signature {outcome}: {text}" if text else f"signature {outcome}"
-    raise _Refusal(401, _ERR_SIG_INVALID, message)
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing
-# --------------------------------------------------------------------------------------------
-
-_JSON_MEDIA = re.compile(r"application/(?:[A-Za-z0-9!#$&^_.-]+\+)?json")
-
-
-def _parse_envelope(
-    raw: bytes, content_type: str | None, max_depth: int
-) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-    """Checks 2-6: return (signature or None, header, message) or refuse with 400."""
-    _check_content_type(content_type)
-    try:
-        text = raw.decode("utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise _Refusal(400, _ERR_BAD, "the body is not valid UTF-8") from None
-    if _too_deep(text, max_depth):
-        raise _Refusal(400, _ERR_BAD, f"JSON nested deeper than {max_depth} levels")
-    try:
-        body = json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_reject_constant,
-            parse_int=_bounded_int,
-            parse_float=_finite_float,
-        )
-    except _BadJSON as exc:
-        raise _Refusal(400, _ERR_BAD, f"invalid JSON: {exc.reason}") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise _Refusal(400, _ERR_BAD, f"invalid JSON: {exc.msg} ({where})") from None
-    except (ValueError, RecursionError):
-        raise _Refusal(400, _ERR_BAD, "invalid JSON") from None
-    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(body):
-        raise _Refusal(400, _ERR_BAD, "invalid JSON: unpaired surrogate escape in a string")
-
-    if not isinstance(body, dict):
-        raise _Refusal(400, _ERR_BAD, "the body must be a JSON object")
-    header = body.get("header")
-    if not isinstance(header, dict):
-        raise _Refusal(400, _ERR_BAD, "header must be an object")
-    message = body.get("message")
-    if not isinstance(message, dict):
-        raise _Refusal(400, _ERR_BAD, "message must be an object")
-    signature = body.get("signature")
-    if signature is not None and not isinstance(signature, str):
-        raise _Refusal(400, _ERR_BAD, "signature must be a string")
-    for field in ("message_id", "sender_id", "action"):
-        value = header.get(field)
-        if not isinstance(value, str) or not value:
-            raise _Refusal(400, _ERR_BAD, f"header.{field} must be a non-empty string")
-    return signature, header, message
-
-
-def _check_content_type(content_type: str | None) -> None:
-    if not content_type:
-        raise _Refusal(400, _ERR_BAD, "Content-Type must be application/json")
-    media_type, *params = content_type.split(";")
-    if not _JSON_MEDIA.fullmatch(media_type.strip().lower()):
-        raise _Refusal(400, _ERR_BAD, "Content-Type must be application/json")
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-                raise _Refusal(400, _ERR_BAD, "the body must be UTF-8 encoded JSON")
-
-
-_STRUCTURE = re.compile(r'[\[\]{}"\\]')
-
-
-def _too_deep(text: str, limit: int) -> bool:
-    """True if ``text`` nests arrays/objects deeper than ``limit``; one linear scan.
-
-    Only brackets outside strings count. Invalid JSON may be scanned wrongly, which is harmless:
-    the parser refuses it next.
-    """
-    depth = 0
-    in_string = False
-    escaped_until = -1
-    for match in _STRUCTURE.finditer(text):
-        char = match.group()
-        pos = match.start()
-        if in_string:
-            if pos < escaped_until:
-                continue
-            if char == "\\":
-                escaped_until = pos + 2
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
-
-
-class _BadJSON(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _BadJSON("duplicate object key")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise _BadJSON(f"{name} is not JSON")
-
-
-def _bounded_int(literal: str) -> int:
-    if len(literal) - literal.startswith("-") > _MAX_INT_DIGITS:
-        raise _BadJSON(f"integer longer than {_MAX_INT_DIGITS} digits")
-    return int(literal)
-
-
-def _finite_float(literal: str) -> float:
-    if len(literal) > _MAX_FLOAT_CHARS:
-        raise _BadJSON(f"number longer than {_MAX_FLOAT_CHARS} characters")
-    value = float(literal)
-    if not math.isfinite(value):
-        raise _BadJSON("number out of range")
-    return value
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """True if a string (key or value) in ``value`` holds an unpaired UTF-16 surrogate."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            strings: list[Any] = [item]
-        elif isinstance(item, dict):
-            strings = list(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-            continue
-        else:
-            continue
-        for text in strings:
-            if isinstance(text, str):
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
-                    return True
-    return False
-
-
-_SIGNATURE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*"([^"]*)"')
-
-
-def _signature_kid(signature: str) -> str | None:
-    """The ``kidId`` (or ``keyId``) of a signature field; None if absent or given twice."""
-    kids = {
-        value
-        for name, value in _SIGNATURE_PARAM.findall(signature)
-        if name in ("kidId", "keyId")  # the names the native parser reads, case and all
-    }
-    return kids.pop() if len(kids) == 1 else None
-
-
-def _as_key_material(item: KeyMaterial) -> KeyMaterial:
-    if isinstance(item, dict) and "keys" in item:
-        return JWKS.from_json(item)
-    return item
-
-
-def _candidate_keys(keys: Sequence[KeyMaterial], kid: str) -> list[KeyMaterial]:
-    """The keys to try for ``kid``: those whose kid is ``kid``, else the sender's only key.
-
-    A JWKS is passed whole: the native check picks its key by kid (or its only key).
-    """
-    entries: list[tuple[list[str | None], KeyMaterial]] = []
-    for entry in keys:
-        material = _as_key_material(entry)
-        if isinstance(material, JWKS):
-            entries.append((list(material.kids), material))
-        elif isinstance(material, dict):
-            key_kid = material.get("kid")
-            entries.append(([key_kid if isinstance(key_kid, str) else None], material))
-        else:
-            entries.append(([None], material))
-    matching = [material for kids, material in entries if kid in kids]
-    if matching:
-        return matching
-    if sum(len(kids) for kids, _ in entries) == 1:
-        return [material for kids, material in entries if kids]
-    return []
-
-
-def _optional_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _reference_ids(message: dict[str, Any]) -> tuple[str, ...]:
-    found: dict[str, None] = {}
-
-    def collect(container: Any, depth: int) -> None:
-        if not isinstance(container, dict) or depth > 2:
-            return
-        for name in _REFERENCE_LISTS:
-            items = container.get(name)
-            if isinstance(items, dict):
-                items = [items]
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                if not isinstance(item, dict):
-                    continue
-                reference_id = item.get("reference_id")
-                if isinstance(reference_id, str) and reference_id:
-                    found.setdefault(reference_id, None)
-                # TxnStatusResponse nests a SearchResponse under txn_status.
-                collect(item.get("txn_status"), depth + 1)
-
-    collect(message, 0)
-    return tuple(found)
 
 
 def _clip(value: str | None) -> str | None:

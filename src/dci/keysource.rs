@@ -65,16 +65,95 @@ pub fn jwks_http(verify_tls: bool, ca_bundle: Option<Vec<u8>>) -> Result<LazyCli
     })
 }
 
+#[derive(Default)]
 struct CacheEntry {
-    jwks: Arc<Jwks>,
-    fetched_at: Instant,
-    /// When a kid miss last caused a refetch (rate-limited to once a minute per URL).
+    /// The last set fetched, and when.
+    jwks: Option<(Arc<Jwks>, Instant)>,
+    /// When a kid miss last caused a refetch. Taken before fetching, so concurrent misses and a
+    /// failed refetch count: at most one refetch a minute per URL.
     miss_refetch_at: Option<Instant>,
+    /// When the last fetch failed, and why: no new attempt for a minute after it.
+    failed_at: Option<(Instant, String)>,
+}
+
+impl CacheEntry {
+    /// The cached set, when it may be used for a kid without fetching: fresh, and either holding
+    /// the kid or refetched for a miss less than a minute ago.
+    fn usable(&self, has_kid: &impl Fn(&Jwks) -> bool) -> Option<Arc<Jwks>> {
+        let (jwks, fetched) = self.jwks.as_ref()?;
+        let recent_miss = self
+            .miss_refetch_at
+            .is_some_and(|t| t.elapsed() < JWKS_MIN_REFETCH);
+        (fetched.elapsed() < JWKS_TTL && (has_kid(jwks) || recent_miss)).then(|| jwks.clone())
+    }
 }
 
 fn cache() -> &'static Mutex<HashMap<String, CacheEntry>> {
     static CACHE: OnceLock<Mutex<HashMap<String, CacheEntry>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+/// One fetch at a time per URL: the lock a fetcher holds while fetching.
+fn fetch_gate(url: &str) -> Arc<Mutex<()>> {
+    static GATES: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut gates = GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    gates.entry(url.to_owned()).or_default().clone()
+}
+
+/// The set to use for `kid` (PROTOCOL §4): the cached one while it is fresh and holds the kid;
+/// otherwise fetched, by one caller at a time per URL (the others wait and use its result).
+/// A kid miss refetches at most once a minute; after a failed fetch none is tried for a minute.
+fn cached_jwks(
+    url: &str,
+    kid: Option<&str>,
+    fetch: impl FnOnce() -> Result<Jwks>,
+) -> Result<Arc<Jwks>> {
+    let has_kid = |j: &Jwks| kid.is_none_or(|k| j.get(k).is_some());
+    let lock = || cache().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(jwks) = lock().get(url).and_then(|e| e.usable(&has_kid)) {
+        return Ok(jwks);
+    }
+    let gate = fetch_gate(url);
+    let _one_fetch_at_a_time = gate.lock().unwrap_or_else(|p| p.into_inner());
+    {
+        let mut map = lock();
+        let entry = map.entry(url.to_owned()).or_default();
+        if let Some(jwks) = entry.usable(&has_kid) {
+            return Ok(jwks); // fetched while this caller waited
+        }
+        if entry
+            .jwks
+            .as_ref()
+            .is_some_and(|(_, t)| t.elapsed() < JWKS_TTL)
+        {
+            entry.miss_refetch_at = Some(Instant::now());
+        } else if let Some((at, why)) = &entry.failed_at {
+            if at.elapsed() < JWKS_MIN_REFETCH {
+                return Err(Error::Transport(format!(
+                    "JWKS unavailable: the fetch {} s ago failed ({why})",
+                    at.elapsed().as_secs()
+                )));
+            }
+        }
+    }
+    let fetched = fetch();
+    let mut map = lock();
+    let entry = map.entry(url.to_owned()).or_default();
+    match fetched {
+        Ok(jwks) => {
+            let jwks = Arc::new(jwks);
+            entry.jwks = Some((jwks.clone(), Instant::now()));
+            entry.failed_at = None;
+            Ok(jwks)
+        }
+        Err(e) => {
+            entry.failed_at = Some((Instant::now(), e.to_string()));
+            Err(e)
+        }
+    }
 }
 
 /// The registry's verification keys.
@@ -96,7 +175,8 @@ impl RegistryKeys {
     }
 
     /// Calls `f` with the keys for `kid`; for a URL source, fetches the set when it is missing or
-    /// stale, and once more (rate-limited) when `kid` is not in the cached set.
+    /// stale, and once more (rate-limited) when `kid` is not in the cached set (see
+    /// [`cached_jwks`]).
     pub fn with_keys<T>(&self, kid: Option<&str>, f: impl Fn(&Keys<'_>) -> Result<T>) -> Result<T> {
         match self {
             RegistryKeys::None => Err(Error::Config("no registry keys configured".into())),
@@ -107,43 +187,7 @@ impl RegistryKeys {
                 allow_http,
                 http,
             } => {
-                let has_kid = |j: &Jwks| kid.is_none_or(|k| j.get(k).is_some());
-                let cached = {
-                    let map = cache().lock().unwrap_or_else(|p| p.into_inner());
-                    map.get(url)
-                        .map(|e| (e.jwks.clone(), e.fetched_at, e.miss_refetch_at))
-                };
-                let (jwks, miss_refetch_at) = match cached {
-                    Some((jwks, fetched, _)) if fetched.elapsed() < JWKS_TTL && has_kid(&jwks) => {
-                        (jwks, None)
-                    }
-                    // A kid miss: refetch unless one already did within the minute.
-                    Some((jwks, fetched, Some(last)))
-                        if fetched.elapsed() < JWKS_TTL && last.elapsed() < JWKS_MIN_REFETCH =>
-                    {
-                        (jwks, None)
-                    }
-                    stale_or_missing => {
-                        let miss = stale_or_missing
-                            .as_ref()
-                            .is_some_and(|(_, fetched, _)| fetched.elapsed() < JWKS_TTL);
-                        let fresh = Arc::new(fetch_jwks(http, url, *allow_http)?);
-                        let now = Instant::now();
-                        let previous = stale_or_missing.and_then(|(_, _, last)| last);
-                        (fresh, Some((now, if miss { Some(now) } else { previous })))
-                    }
-                };
-                if let Some((fetched_at, miss_refetch_at)) = miss_refetch_at {
-                    let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
-                    map.insert(
-                        url.clone(),
-                        CacheEntry {
-                            jwks: jwks.clone(),
-                            fetched_at,
-                            miss_refetch_at,
-                        },
-                    );
-                }
+                let jwks = cached_jwks(url, kid, || fetch_jwks(http, url, *allow_http))?;
                 f(&Keys::Set(&jwks))
             }
         }
@@ -153,4 +197,73 @@ impl RegistryKeys {
 /// Forgets cached JWKS documents (tests, key rotation by hand).
 pub fn clear_cache() {
     cache().lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn set(kid: &str) -> Jwks {
+        Jwks::from_value(&json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "kid": kid,
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        }]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn kid_misses_refetch_at_most_once_a_minute() {
+        let url = "test://keysource/misses";
+        let fetches = Cell::new(0);
+        let fetch = |kid: &str| {
+            let kid = kid.to_owned();
+            let fetches = &fetches;
+            move || {
+                fetches.set(fetches.get() + 1);
+                Ok(set(&kid))
+            }
+        };
+        assert!(cached_jwks(url, Some("k1"), fetch("k1")).is_ok());
+        assert!(cached_jwks(url, Some("k1"), fetch("k1")).is_ok());
+        assert_eq!(fetches.get(), 1, "cached");
+        // A miss refetches once; further misses within the minute use the cached set.
+        let got = cached_jwks(url, Some("bogus-1"), fetch("k1")).unwrap();
+        assert!(got.get("k1").is_some());
+        for n in 2..50 {
+            let got = cached_jwks(url, Some(&format!("bogus-{n}")), fetch("k1")).unwrap();
+            assert!(got.get("k1").is_some());
+        }
+        assert_eq!(fetches.get(), 2);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_not_retried_within_the_minute() {
+        let url = "test://keysource/failures";
+        let fetches = Cell::new(0);
+        let failing = || {
+            fetches.set(fetches.get() + 1);
+            Err(Error::Transport("connection refused".into()))
+        };
+        assert!(matches!(
+            cached_jwks(url, Some("k1"), failing),
+            Err(Error::Transport(_))
+        ));
+        for _ in 0..10 {
+            let err = cached_jwks(url, Some("k1"), failing).unwrap_err();
+            assert!(err.to_string().contains("connection refused"), "{err}");
+        }
+        assert_eq!(fetches.get(), 1);
+
+        // A failed miss refetch counts as the minute's refetch.
+        let url = "test://keysource/failed-miss";
+        assert!(cached_jwks(url, Some("k1"), || Ok(set("k1"))).is_ok());
+        fetches.set(0);
+        assert!(cached_jwks(url, Some("k2"), failing).is_err());
+        let got = cached_jwks(url, Some("k3"), failing).unwrap();
+        assert!(got.get("k1").is_some() && fetches.get() == 1);
+    }
 }

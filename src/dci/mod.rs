@@ -3,6 +3,7 @@
 //! Nothing here knows about Python.
 
 pub mod auth;
+pub mod callback;
 pub mod canonical;
 pub mod client;
 pub mod envelope;
@@ -15,5 +16,6 @@ pub mod keysource;
 pub mod replay;
 pub mod sandbox;
 pub mod signature;
+pub mod strict_json;
 
 pub use error::{Error, Result};

@@ -100,22 +100,47 @@ impl SignatureParams {
     }
 }
 
+/// Longest `signature` field read. A genuine field is well under 1 KiB (an RSA-4096 signature
+/// is 684 base64 characters); anything longer is refused before it is looked at.
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// The parts of a kid of the published form `<sender_id>|<key_id>|<alg>`, each non-empty.
+pub fn split_kid(kid: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = kid.split('|');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(s), Some(k), Some(a), None) if !s.is_empty() && !k.is_empty() && !a.is_empty() => {
+            Some((s, k, a))
+        }
+        _ => None,
+    }
+}
+
 /// Parses the parameter list: `key="value"` pairs in any order, separated by commas.
-/// Lenient on names (`kidId`/`keyId`, namespace `dci`/`spdci`), strict on values.
+/// Lenient on names (`kidId`/`keyId`, namespace `dci`/`spdci`, unknown names ignored), strict on
+/// values. One pass over the field: its cost grows linearly with its length, which is checked
+/// against [`MAX_FIELD_BYTES`] first.
 pub fn parse_params(field: &str) -> std::result::Result<SignatureParams, String> {
+    if field.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "signature field is longer than {MAX_FIELD_BYTES} bytes"
+        ));
+    }
     let mut kid = None;
     let mut algorithm = None;
     let mut created = None;
     let mut expires = None;
     let mut signature = None;
     let mut rest = field.trim();
-    if rest.len() > 16 * 1024 {
-        return Err("signature field is too long".into());
-    }
     while !rest.is_empty() {
         let (name, after) = rest.split_once('=').ok_or("parameter without '='")?;
-        let name = name.trim();
+        let name = name.trim_end();
+        let token = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if !name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) || !name.bytes().all(token)
+        {
+            return Err("parameter names must be tokens".into());
+        }
         let after = after
+            .trim_start()
             .strip_prefix('"')
             .ok_or("parameter value is not quoted")?;
         let (value, after) = after
@@ -258,6 +283,56 @@ impl Keys<'_> {
     }
 }
 
+/// Why the parameters of a signature refuse it before any key is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub outcome: Outcome,
+    /// Why the field is malformed or the kid is refused, when that is the reason.
+    pub detail: Option<String>,
+}
+
+impl SignatureParams {
+    /// What the parameters alone decide (PROTOCOL §3), in this order: the algorithm is one we
+    /// verify, `expires` is not before `created`, the kid's sender part (when there is a kid) is
+    /// `header_sender`, the lifetime is at most `max_lifetime`, `created` is not after
+    /// `now + max_skew`, and `now` is not after `expires`. Returns the algorithm.
+    pub fn precheck(
+        &self,
+        header_sender: Option<&str>,
+        policy: Policy,
+    ) -> std::result::Result<Algorithm, Rejection> {
+        let reject = |outcome, detail: Option<String>| Err(Rejection { outcome, detail });
+        let Some(alg) = Algorithm::parse(&self.algorithm) else {
+            return reject(
+                Outcome::Malformed,
+                Some(format!("unsupported algorithm '{}'", self.algorithm)),
+            );
+        };
+        if self.expires < self.created {
+            return reject(
+                Outcome::Malformed,
+                Some("'expires' is before 'created'".into()),
+            );
+        }
+        if self.kid.is_some() && self.kid_sender() != header_sender {
+            return reject(
+                Outcome::Invalid,
+                Some("the kid's sender part is not the header's sender_id".into()),
+            );
+        }
+        if self.expires - self.created > policy.max_lifetime {
+            return reject(Outcome::LifetimeTooLong, None);
+        }
+        if self.created > policy.now + policy.max_skew {
+            return reject(Outcome::NotYetValid, None);
+        }
+        if policy.now > self.expires {
+            return reject(Outcome::Expired, None);
+        }
+        Ok(alg)
+    }
+}
+
 /// Checks a `signature` field against the header and message as received, then (only if the
 /// signature does not verify) against the header as OpenSPP's schema dumps it. At most three
 /// hashing attempts.
@@ -289,32 +364,20 @@ pub fn check<H: JsonView, M: JsonView>(
         expires: Some(params.expires),
         detail: None,
     };
-    let Some(alg) = Algorithm::parse(&params.algorithm) else {
-        result.outcome = Outcome::Malformed;
-        result.detail = Some(format!("unsupported algorithm '{}'", params.algorithm));
-        return Ok(result);
-    };
-    let kid_sender = params.kid_sender().map(str::to_owned);
-    result.outcome = if params.expires < params.created {
-        result.detail = Some("'expires' is before 'created'".into());
-        Outcome::Malformed
-    } else if kid_sender.is_some() && kid_sender != header_sender(header)? {
-        // PROTOCOL §3: the kid's sender part must be the header's sender_id.
-        result.detail = Some("the kid's sender part is not the header's sender_id".into());
-        Outcome::Invalid
-    } else if params.expires - params.created > policy.max_lifetime {
-        Outcome::LifetimeTooLong
-    } else if params.created > policy.now + policy.max_skew {
-        Outcome::NotYetValid
-    } else if policy.now > params.expires {
-        Outcome::Expired
-    } else {
-        match keys.select(params.kid.as_deref()) {
+    result.outcome = match params.precheck(header_sender(header)?.as_deref(), policy) {
+        Err(rejection) => {
+            result.detail = rejection.detail;
+            rejection.outcome
+        }
+        Ok(alg) => match keys.select(params.kid.as_deref()) {
             None => Outcome::UnknownKey,
             // The key's own algorithm decides, not the kid's text: a mismatch cannot verify.
             Some(key) if key.algorithm() != alg => Outcome::Invalid,
-            Some(key) => verify_forms(&params, header, message, key)?,
-        }
+            Some(key) => match verify_forms(&params, header, message, key)? {
+                Some(_) => Outcome::Valid,
+                None => Outcome::Invalid,
+            },
+        },
     };
     Ok(result)
 }
@@ -335,12 +398,16 @@ fn header_sender<H: JsonView>(header: &H) -> Result<Option<String>> {
     Ok(None)
 }
 
-fn verify_forms<H: JsonView, M: JsonView>(
+/// Verifies the signature bytes with `key`: over the header and message as received, then
+/// (only if that fails) over the header normalised the way OpenSPP's schema dumps it, once with
+/// null members kept and once with them dropped (PROTOCOL §3). Never more than three attempts;
+/// a form whose text equals one already tried is skipped. Returns the form that verified.
+pub fn verify_forms<H: JsonView, M: JsonView>(
     params: &SignatureParams,
     header: &H,
     message: &M,
     key: &VerifyingKey,
-) -> Result<Outcome> {
+) -> Result<Option<HeaderForm>> {
     let mut tried: Vec<String> = Vec::with_capacity(3);
     for form in [
         HeaderForm::AsReceived,
@@ -353,11 +420,11 @@ fn verify_forms<H: JsonView, M: JsonView>(
         }
         let text = signing_string(params.created, params.expires, &digest(&payload));
         if key.verify(text.as_bytes(), &params.signature) {
-            return Ok(Outcome::Valid);
+            return Ok(Some(form));
         }
         tried.push(payload);
     }
-    Ok(Outcome::Invalid)
+    Ok(None)
 }
 
 #[cfg(test)]

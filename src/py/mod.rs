@@ -1,5 +1,6 @@
 //! The Python binding: type conversion, error mapping, releasing the GIL. No protocol logic.
 
+mod callback;
 mod client;
 mod error;
 mod gil;
@@ -13,6 +14,10 @@ mod signing;
 mod _native {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use super::callback::{
+        PyCallbackRefusal, PyCallbackVerifier, PyRemoteJwks, PyVerifiedCallback,
+    };
     #[pymodule_export]
     use super::client::PyDciClient;
     #[pymodule_export]
