@@ -18,16 +18,20 @@ from typing import Any
 
 import pytest
 import spp_dci_ibr as dci
+from dci_server import JWKS_PATH, DCIServer, Reply
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from spp_dci_ibr.callbacks import (
+    ANY_CALLBACK_ROUTE,
     CALLBACK_ROUTES,
     CallbackEvent,
     CallbackRejected,
     MemoryReplayStore,
+    RemoteJWKS,
     StaticKeyLookup,
     build_callback_router,
 )
+from spp_dci_ibr.exceptions import ConfigError
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 NOW_TS = "2026-01-01T00:00:00Z"
@@ -269,8 +273,13 @@ def assert_refused(response: Any, status: int, code: str) -> str:
     return str(error["message"])
 
 
-def assert_ack(response: Any, correlation_id: str) -> None:
+ANY = object()  # an ACK whose correlation_id is not checked
+
+
+def assert_ack(response: Any, correlation_id: Any) -> None:
     assert response.status_code == 200, response.text
+    if correlation_id is ANY:
+        correlation_id = response.json()["message"]["correlation_id"]
     assert response.json() == {
         "message": {
             "ack_status": "ACK",
@@ -1081,3 +1090,279 @@ def test_importing_the_package_does_not_import_fastapi() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+# ------------------------------------------------------------------------------------------
+# One callback URL (PROTOCOL §8)
+# ------------------------------------------------------------------------------------------
+
+
+def test_a_registry_posting_every_callback_to_one_url(h: Harness) -> None:
+    """Every callback kind, posted to the one URL: each accepted, dispatched by its action."""
+    assert ANY_CALLBACK_ROUTE == "/registry/callback"
+    for action in ROUTES:
+        envelope = h.ctx.envelope(action)
+        response = h.client.post(ANY_CALLBACK_ROUTE, json=envelope)
+        assert_ack(response, EXPECTED[action][1] or envelope["header"]["message_id"])
+    assert [e.action for e in h.recorder.events] == ROUTES
+    for event, action in zip(h.recorder.events, ROUTES, strict=True):
+        assert (event.transaction_id, event.correlation_id, event.reference_ids) == EXPECTED[action]
+        assert event.message == message_for(action)
+
+
+@pytest.mark.parametrize("prefix", ["/dci", ""])
+def test_the_one_url_follows_the_prefix(keys: dict[str, Any], prefix: str) -> None:
+    h = make_harness(keys, prefix=prefix)
+    assert_ack(h.client.post(prefix + "/callback", json=h.ctx.envelope("notify")), ANY)
+    assert [e.action for e in h.recorder.events] == ["notify"]
+
+
+@pytest.mark.parametrize("action", ["search", "on-status", "txn/on-status", "ON-SEARCH", "x"])
+def test_the_one_url_takes_only_the_five_callback_actions(h: Harness, action: str) -> None:
+    envelope = h.ctx.envelope(header=header_for(action))
+    message = assert_refused(h.client.post(ANY_CALLBACK_ROUTE, json=envelope), 400, BAD)
+    assert "action" in message
+    assert h.recorder.lookups == [] and h.recorder.events == []
+
+
+def test_the_one_url_refuses_replays_across_routes(h: Harness) -> None:
+    raw_body = json.dumps(h.ctx.envelope()).encode()
+    assert h.post("on-search", raw_body).status_code == 200
+    response = h.client.post(
+        ANY_CALLBACK_ROUTE, content=raw_body, headers={"content-type": "application/json"}
+    )
+    assert_refused(response, 409, BAD)
+    assert len(h.recorder.events) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Wrong method, unknown path, trailing slash: the contract's error shape, never a redirect
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "FOO"])
+@pytest.mark.parametrize("path", [*CALLBACK_ROUTES.values(), ANY_CALLBACK_ROUTE])
+def test_other_methods_get_the_error_shape(h: Harness, method: str, path: str) -> None:
+    response = h.client.request(method, path, follow_redirects=False)
+    assert "method" in assert_refused(response, 405, BAD)
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/registry/on-search/",
+        "/registry/txn/on-status/",
+        "/registry/callback/",
+        "/registry/",
+        "/registry",
+        "/registry/on-search/x",
+        "/registry/txn",
+        "/registry/unknown",
+        "/registry//on-search",
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_unknown_paths_under_the_prefix_get_the_error_shape(
+    h: Harness, path: str, method: str
+) -> None:
+    response = h.client.request(
+        method, path, json=h.ctx.envelope() if method == "POST" else None, follow_redirects=False
+    )
+    assert_refused(response, 404, "err.request.not_found")
+    assert h.recorder.lookups == [] and h.recorder.events == []
+
+
+def test_root_mounted_router_answers_its_own_paths_in_the_error_shape(
+    keys: dict[str, Any],
+) -> None:
+    h = make_harness(keys, prefix="")
+    assert_refused(h.client.get("/on-search", follow_redirects=False), 405, BAD)
+    response = h.client.post("/on-search/", json=h.ctx.envelope(), follow_redirects=False)
+    assert_refused(response, 404, "err.request.not_found")
+
+
+# ------------------------------------------------------------------------------------------
+# What was verified is what is used (PROTOCOL §3)
+# ------------------------------------------------------------------------------------------
+
+
+def test_sink_sees_the_header_form_that_verified(h: Harness) -> None:
+    """Signed over the header as OpenSPP dumps it; sent with members the signature did not
+    cover (an extra null, defaults replaced by nulls): the sink sees the signed form."""
+    signed = header_for("on-search")
+    sent = {**signed, "version": None, "is_msg_encrypted": None, "status_reason_code": None}
+    envelope = h.ctx.envelope(header=signed)
+    envelope["header"] = sent
+    assert_ack(h.post("on-search", envelope), "corr-1")
+    event = h.recorder.events[0]
+    assert event.header == signed
+    assert "status_reason_code" not in event.header
+    assert event.header["version"] == "1.0.0" and event.header["is_msg_encrypted"] is False
+
+
+def test_sink_sees_the_defaults_a_normalised_form_filled_in(h: Harness) -> None:
+    signed = header_for("notify")
+    sent = {k: v for k, v in signed.items() if k not in ("version", "is_msg_encrypted")}
+    envelope = h.ctx.envelope("notify", header=signed)
+    envelope["header"] = sent
+    assert_ack(h.post("notify", envelope), signed["message_id"])
+    assert h.recorder.events[0].header == signed
+
+
+def test_a_changed_header_member_never_verifies(h: Harness) -> None:
+    signed = header_for("on-search")
+    envelope = h.ctx.envelope(header=signed)
+    envelope["header"] = {**signed, "version": "2.0.0"}
+    assert "invalid" in assert_refused(h.post("on-search", envelope), 401, INVALID)
+    assert h.recorder.events == []
+
+
+# ------------------------------------------------------------------------------------------
+# Bounded work before the sender is known (issue 9 item 7)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "a" * 16 * 1024,  # backtracked for seconds by the old kid regex
+        'kidId="' + "a" * 16 * 1024 + '"',
+        'x="y", ' * 2000,
+        "kidId=" * 3000,
+    ],
+    ids=["letters", "long-kid", "many-params", "many-names"],
+)
+def test_an_oversized_signature_field_is_malformed_and_never_reaches_the_lookup(
+    h: Harness, field: str
+) -> None:
+    envelope = h.ctx.envelope()
+    envelope["signature"] = field
+    message = assert_refused(h.post("on-search", envelope), 401, INVALID)
+    assert message == "signature malformed: signature field is longer than 4096 bytes"
+    assert h.recorder.lookups == []
+
+
+def test_signature_problems_visible_without_keys_never_reach_the_lookup(h: Harness) -> None:
+    for envelope in (
+        h.ctx.envelope(created=NOW - 1000),  # expired
+        h.ctx.envelope(lifetime=7200),  # lifetime too long
+        h.ctx.envelope(kid_sender=OTHER),  # kid of another sender
+        h.ctx.envelope(sender_id="stranger.example.org", kid_sender=REGISTRY),
+    ):
+        assert h.post("on-search", envelope).status_code == 401
+    assert h.recorder.lookups == []
+
+
+def test_a_flood_from_unknown_senders_costs_one_lookup_each_and_no_jwks_fetch(
+    keys: dict[str, Any],
+) -> None:
+    with DCIServer() as server:
+        lookup = StaticKeyLookup({REGISTRY: RemoteJWKS(server.jwks_url, allow_http=True)})
+        h = make_harness(keys, lookup=lookup)
+        for n in range(50):
+            sender = f"stranger-{n}.example.org"
+            envelope = h.ctx.envelope(key="stranger", sender_id=sender)
+            assert_refused(h.post("on-search", envelope), 401, SENDER)
+        assert len(h.recorder.lookups) == 50
+        assert server.received(JWKS_PATH) == []
+
+
+def test_bogus_kids_of_a_known_sender_refetch_its_jwks_at_most_once(
+    keys: dict[str, Any],
+) -> None:
+    with DCIServer(sender_id=REGISTRY) as server:
+        signer = Ctx({**keys, "server": server.key})
+        lookup = StaticKeyLookup(
+            {
+                REGISTRY: [
+                    keys["ed"].public_jwk(REGISTRY, ED_ID),
+                    RemoteJWKS(server.jwks_url, allow_http=True),
+                ]
+            }
+        )
+        h = make_harness(keys, lookup=lookup)
+        assert_ack(h.post("on-search", signer.envelope()), "corr-1")
+        assert server.received(JWKS_PATH) == [], "a configured key had the kid"
+        for n in range(30):
+            envelope = signer.envelope(key="stranger", key_id=f"bogus-{n}")
+            message = assert_refused(h.post("on-search", envelope), 401, INVALID)
+            assert "unknown_key" in message
+        # The first miss fetches the (uncached) set, the second refetches; then once a minute.
+        assert len(server.received(JWKS_PATH)) == 2
+        envelope = signer.envelope(key="server", key_id=server.key_id)
+        assert_ack(h.post("on-search", envelope), "corr-1")
+        assert len(server.received(JWKS_PATH)) == 2
+
+
+def test_an_unreachable_jwks_is_tried_once_a_minute(keys: dict[str, Any]) -> None:
+    with DCIServer(sender_id=REGISTRY) as server:
+        server.queue(JWKS_PATH, *[Reply(status=503, body={"detail": "down"})] * 20)
+        lookup = StaticKeyLookup({REGISTRY: RemoteJWKS(server.jwks_url, allow_http=True)})
+        h = make_harness(keys, lookup=lookup)
+        for _ in range(20):
+            message = assert_refused(h.post("on-search", h.ctx.envelope()), 401, INVALID)
+            assert "unknown_key" in message
+        assert len(server.received(JWKS_PATH)) == 1
+
+
+def test_keys_published_at_a_url_verify_and_are_cached(keys: dict[str, Any]) -> None:
+    with DCIServer(sender_id=REGISTRY) as server:
+        signer = Ctx({**keys, "server": server.key})
+        lookup = StaticKeyLookup({REGISTRY: RemoteJWKS(server.jwks_url, allow_http=True)})
+        h = make_harness(keys, lookup=lookup)
+        for _ in range(3):
+            assert_ack(
+                h.post("on-search", signer.envelope(key="server", key_id=server.key_id)), "corr-1"
+            )
+        assert len(server.received(JWKS_PATH)) == 1
+        server.rotate_key("reg-rotated")
+        signer.keys["server"] = server.key
+        assert_ack(
+            h.post("on-search", signer.envelope(key="server", key_id="reg-rotated")), "corr-1"
+        )
+        assert len(server.received(JWKS_PATH)) == 2
+        assert h.recorder.events[-1].kid == f"{REGISTRY}|reg-rotated|ed25519"
+
+
+def test_remote_jwks_must_be_https_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="https"):
+        RemoteJWKS("http://127.0.0.1:9/jwks.json")
+    assert (
+        RemoteJWKS("https://ibr.example.org/jwks.json").url == "https://ibr.example.org/jwks.json"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Key lookups
+# ------------------------------------------------------------------------------------------
+
+
+def test_a_lookup_may_return_one_key(keys: dict[str, Any]) -> None:
+    h = make_harness(keys, lookup=lambda sender, kid: keys["ed"].public_jwk(REGISTRY, ED_ID))
+    assert_ack(h.post("on-search", h.ctx.envelope()), "corr-1")
+
+
+def test_a_lookup_returning_nonsense_is_a_server_error(keys: dict[str, Any]) -> None:
+    h = make_harness(keys, lookup=lambda sender, kid: [42])
+    assert_refused(h.post("on-search", h.ctx.envelope()), 500, "err.service.unavailable")
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_depth": 129},
+        {"max_depth": 0},
+        {"max_lifetime": 0},
+        {"max_skew": -1},
+        {"max_body_bytes": -1},
+    ],
+)
+def test_limits_out_of_range_are_refused(limits: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        build_callback_router(
+            key_lookup=StaticKeyLookup({}),
+            replay_store=MemoryReplayStore(),
+            sink=lambda event: None,
+            **limits,
+        )

@@ -96,6 +96,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from spp_dci_ibr import JWKS, ReplayGuard
 from spp_dci_ibr._native import CallbackRefusal, CallbackVerifier, RemoteJWKS
@@ -142,6 +143,10 @@ _ERR_BAD = "err.request.bad"
 _ERR_NOT_FOUND = "err.request.not_found"
 _ERR_INTERNAL = "err.service.unavailable"
 _INTERNAL_MESSAGE = "internal error; the callback was not processed"
+
+
+def _errors(code: str, message: str) -> dict[str, Any]:
+    return {"errors": [{"code": code, "message": message}]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,13 +330,15 @@ def build_callback_router(
             openapi_extra=_OPENAPI_BODY,
         )
     # Everything else under the prefix gets the contract's error shape (never FastAPI's
-    # {"detail": ...}, never a trailing-slash redirect). Plain routes: every method matches.
+    # {"detail": ...}, never a trailing-slash redirect). An ASGI app as endpoint makes a route
+    # that matches every method, in every FastAPI/Starlette version.
+    not_found = _ErrorAnswer(404, _ERR_NOT_FOUND, "no DCI callback route at this path")
     for _, path in routes:
-        router.add_route(prefix + path, _method_not_allowed, include_in_schema=False)
-        router.add_route(prefix + path + "/", _not_found, include_in_schema=False)
+        router.add_route(prefix + path, _METHOD_NOT_ALLOWED, include_in_schema=False)
+        router.add_route(prefix + path + "/", not_found, include_in_schema=False)
     if prefix:
-        router.add_route(prefix, _not_found, include_in_schema=False)
-        router.add_route(prefix + "/{rest:path}", _not_found, include_in_schema=False)
+        router.add_route(prefix, not_found, include_in_schema=False)
+        router.add_route(prefix + "/{rest:path}", not_found, include_in_schema=False)
     return router
 
 
@@ -355,16 +362,22 @@ _OPENAPI_BODY: dict[str, Any] = {
 }
 
 
-async def _method_not_allowed(request: Request) -> JSONResponse:
-    return JSONResponse(
-        _errors(_ERR_BAD, f"method {request.method} not allowed; DCI callbacks are POSTed"),
-        status_code=405,
-        headers={"Allow": "POST"},
-    )
+class _ErrorAnswer:
+    """An ASGI app answering every request with one error in the contract's shape."""
+
+    def __init__(self, status: int, code: str, message: str, **headers: str) -> None:
+        self._status = status
+        self._body = _errors(code, message)
+        self._headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(self._body, self._status, headers=self._headers)
+        await response(scope, receive, send)
 
 
-async def _not_found(request: Request) -> JSONResponse:
-    return JSONResponse(_errors(_ERR_NOT_FOUND, "no DCI callback route at this path"), 404)
+_METHOD_NOT_ALLOWED = _ErrorAnswer(
+    405, _ERR_BAD, "method not allowed; DCI callbacks are POSTed", allow="POST"
+)
 
 
 def _make_endpoint(
@@ -419,10 +432,6 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _errors(code: str, message: str) -> dict[str, Any]:
-    return {"errors": [{"code": code, "message": message}]}
 
 
 class _Processor:
