@@ -2,10 +2,12 @@
 """What the Odoo-free callback router of ``spp_dci_ibr`` is given inside Odoo.
 
 The router (``spp_dci_ibr.callbacks.build_callback_router``) does every envelope,
-signature, replay and size check of PROTOCOL §8 and answers the ACK; these three
-callables connect it to the database of the request being served:
+signature, replay and size check of PROTOCOL §8 (natively, before any of these is
+called) and answers the ACK; these three callables connect it to the database of the
+request being served:
 
-* ``key_lookup``: the registry's keys from ``spp.dci.ibr.sender``;
+* ``key_lookup``: the registry's keys from ``spp.dci.ibr.sender`` (called once per
+  callback, only for one that passed every check needing no key; it fetches nothing);
 * ``replay_store``: the unique (sender_id, message_id) of ``spp.dci.callback.replay``,
   shared by all workers;
 * ``sink``: files the verified callback (``spp.dci.callback.log``).

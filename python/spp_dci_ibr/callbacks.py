@@ -98,8 +98,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from spp_dci_ibr import JWKS, ReplayGuard
-from spp_dci_ibr._native import CallbackRefusal, CallbackVerifier, RemoteJWKS
+from spp_dci_ibr import JWKS, CallbackRefusal, CallbackVerifier, RemoteJWKS, ReplayGuard
 from spp_dci_ibr.exceptions import CapacityError
 
 __all__ = [

@@ -4,10 +4,8 @@
 import json
 import logging
 import re
-import threading
-import time
 
-from spp_dci_ibr import JWKS, jwk_to_pem, pem_to_jwk
+from spp_dci_ibr import JWKS, RemoteJWKS, jwk_to_pem, pem_to_jwk
 from spp_dci_ibr.exceptions import DCIError
 
 from odoo import api, fields, models
@@ -16,32 +14,6 @@ from odoo.exceptions import UserError, ValidationError
 _logger = logging.getLogger(__name__)
 
 SENDER_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
-# PROTOCOL §4: a JWKS URL is refetched on a kid miss at most once a minute (per process).
-# (The native fetch itself is https-only unless allowed, 10 s, at most 1 MiB.)
-JWKS_REFETCH_INTERVAL = 60.0
-
-_jwks_cache_lock = threading.Lock()
-# url -> (monotonic time of the last attempt, JWKS or None when that attempt failed)
-_jwks_cache = {}
-
-
-def _fetch_jwks_rate_limited(url, allow_http):
-    """Fetch ``url`` unless it was tried less than a minute ago; return the last JWKS."""
-    now = time.monotonic()
-    with _jwks_cache_lock:
-        last = _jwks_cache.get(url)
-        if last and now - last[0] < JWKS_REFETCH_INTERVAL:
-            return last[1]
-        # Reserve the slot before fetching so concurrent misses do not all fetch.
-        _jwks_cache[url] = (now, last[1] if last else None)
-    try:
-        jwks = JWKS.fetch(url, allow_http=allow_http)
-    except DCIError as exc:
-        _logger.warning("JWKS refetch from %s failed: %s", url, exc)
-        return last[1] if last else None
-    with _jwks_cache_lock:
-        _jwks_cache[url] = (now, jwks)
-    return jwks
 
 
 def _algorithm_of(jwk):
@@ -221,19 +193,18 @@ class SppDciIbrSender(models.Model):
     def _spp_key_lookup(self, sender_id, kid):
         """Key lookup of the callback router: None for an unknown or inactive sender.
 
-        Refetches the JWKS URL on an unknown kid, at most once a minute per URL; the
-        fetched keys are used for this verification only (an administrator stores them
-        with "Fetch Public Key").
+        One indexed search, nothing fetched: the stored keys, plus the JWKS URL as a
+        ``RemoteJWKS``, which the native verifier consults only when no stored key has the
+        signature's kid, through its process-wide cache (refetched on an unknown kid at most
+        once a minute per URL, failed fetches included). Keys fetched that way are used for
+        verification only; an administrator stores them with "Fetch Public Key".
         """
         sender = self.search([("sender_id", "=", sender_id)], limit=1)
         if not sender:
             return None
         keys = sender._spp_verification_keys()
-        known_kids = {key.get("kid") for key in keys if isinstance(key, dict)}
-        if kid and kid not in known_kids and sender.jwks_url:
-            fetched = _fetch_jwks_rate_limited(sender.jwks_url, sender.allow_insecure_jwks)
-            if fetched is not None:
-                keys.append(fetched)
+        if sender.jwks_url:
+            keys.append(RemoteJWKS(sender.jwks_url, allow_http=sender.allow_insecure_jwks))
         return keys
 
 

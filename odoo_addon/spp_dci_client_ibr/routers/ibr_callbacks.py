@@ -1,5 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
-"""The five DCI callback routes (PROTOCOL §8), built by the Python package."""
+"""The DCI callback routes (PROTOCOL §8), built by the Python package."""
 
 from spp_dci_ibr.callbacks import build_callback_router
 
@@ -12,8 +12,11 @@ MAX_LIFETIME_SECONDS = 3600
 
 
 def make_callback_router():
-    """``{root}/registry/on-search``, ``/on-subscribe``, ``/on-unsubscribe``, ``/notify``
-    and ``/txn/on-status``, backed by this database."""
+    """``{root}/registry/on-search``, ``/on-subscribe``, ``/on-unsubscribe``, ``/notify``,
+    ``/txn/on-status``, and ``{root}/registry/callback``, which takes every callback action
+    (for a registry that posts all callbacks to the one ``sender_uri`` it was given), backed
+    by this database. Other methods and paths under ``{root}/registry`` get the contract's
+    error body (404/405), never a redirect."""
     return build_callback_router(
         key_lookup=odoo_key_lookup,
         replay_store=OdooReplayStore(),
