@@ -329,11 +329,15 @@ def build_callback_router(
             openapi_extra=_OPENAPI_BODY,
         )
     # Everything else under the prefix gets the contract's error shape (never FastAPI's
-    # {"detail": ...}, never a trailing-slash redirect). An ASGI app as endpoint makes a route
-    # that matches every method, in every FastAPI/Starlette version.
-    not_found = _ErrorAnswer(404, _ERR_NOT_FOUND, "no DCI callback route at this path")
+    # {"detail": ...}, never a trailing-slash redirect). An ASGI app as endpoint (typed as a
+    # request handler by FastAPI, served as an app by Starlette) makes a route that matches
+    # every method, in every FastAPI/Starlette version.
+    method_not_allowed: Any = _ErrorAnswer(
+        405, _ERR_BAD, "method not allowed; DCI callbacks are POSTed", allow="POST"
+    )
+    not_found: Any = _ErrorAnswer(404, _ERR_NOT_FOUND, "no DCI callback route at this path")
     for _, path in routes:
-        router.add_route(prefix + path, _METHOD_NOT_ALLOWED, include_in_schema=False)
+        router.add_route(prefix + path, method_not_allowed, include_in_schema=False)
         router.add_route(prefix + path + "/", not_found, include_in_schema=False)
     if prefix:
         router.add_route(prefix, not_found, include_in_schema=False)
@@ -372,11 +376,6 @@ class _ErrorAnswer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(self._body, self._status, headers=self._headers)
         await response(scope, receive, send)
-
-
-_METHOD_NOT_ALLOWED = _ErrorAnswer(
-    405, _ERR_BAD, "method not allowed; DCI callbacks are POSTed", allow="POST"
-)
 
 
 def _make_endpoint(

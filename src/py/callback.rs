@@ -223,7 +223,7 @@ pub struct PyCallbackVerifier {
 #[pymethods]
 impl PyCallbackVerifier {
     #[new]
-    #[pyo3(signature = (*, max_body_bytes = 1 << 20, max_depth = 64, max_skew = 60, max_lifetime = 3600))]
+    #[pyo3(signature = (*, max_body_bytes = 1_048_576, max_depth = 64, max_skew = 60, max_lifetime = 3600))]
     fn new(
         max_body_bytes: usize,
         max_depth: usize,
