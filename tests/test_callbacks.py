@@ -1307,6 +1307,8 @@ def test_an_unreachable_jwks_is_tried_once_a_minute(keys: dict[str, Any]) -> Non
 
 
 def test_keys_published_at_a_url_verify_and_are_cached(keys: dict[str, Any]) -> None:
+    # The JWKS is served by a Python thread of this process: it can answer only because the
+    # native verification releases the GIL while it fetches.
     with DCIServer(sender_id=REGISTRY) as server:
         signer = Ctx({**keys, "server": server.key})
         lookup = StaticKeyLookup({REGISTRY: RemoteJWKS(server.jwks_url, allow_http=True)})

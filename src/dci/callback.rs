@@ -282,6 +282,13 @@ pub enum Verdict {
 pub trait KeyLookup: FnOnce(&str, Option<&str>) -> Result<Option<Vec<KeyMaterial>>> {}
 impl<F: FnOnce(&str, Option<&str>) -> Result<Option<Vec<KeyMaterial>>>> KeyLookup for F {}
 
+/// Answers a refusal from a function returning `Result<Verdict>`.
+macro_rules! refuse {
+    ($refusal:expr) => {
+        return Ok(Verdict::Refused($refusal))
+    };
+}
+
 /// Checks one received callback, in this order (the first failure decides):
 ///
 /// 1. the body is at most `max_body_bytes` (413);
@@ -310,11 +317,6 @@ pub fn verify(
     now: i64,
     lookup: impl KeyLookup,
 ) -> Result<Verdict> {
-    macro_rules! refuse {
-        ($refusal:expr) => {
-            return Ok(Verdict::Refused($refusal))
-        };
-    }
     if body.len() > limits.max_body_bytes {
         refuse!(Refusal::too_large(limits.max_body_bytes));
     }
@@ -348,11 +350,6 @@ fn verify_envelope(
     now: i64,
     lookup: impl KeyLookup,
 ) -> Result<Verdict> {
-    macro_rules! refuse {
-        ($refusal:expr) => {
-            return Ok(Verdict::Refused($refusal))
-        };
-    }
     let policy = Policy {
         now,
         max_skew: limits.max_skew,
