@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,9 @@ class DCIServer:
         self.enrolled_ids: set[str] = set()
         self.enrolled_bare = False
         self.route_delay: dict[str, float] = {}
+        # Changes an answer before it is signed: mangle(header, message), header None for a bare
+        # answer. The answer stays validly signed: what a sloppy or hostile registry could send.
+        self.mangle: Callable[[dict[str, Any] | None, dict[str, Any]], None] | None = None
         self._queued: dict[str, collections.deque[Reply]] = collections.defaultdict(
             collections.deque
         )
@@ -476,6 +480,8 @@ class DCIServer:
         self, header: dict[str, Any], message: dict[str, Any], mode: str | None = None
     ) -> dict[str, Any]:
         mode = mode or self.answer_signature
+        if self.mangle is not None:
+            self.mangle(header, message)
         with self.lock:
             key, key_id = self.key, self.key_id
         if mode == "other_sender":  # validly signed, but the header names another sender
@@ -641,6 +647,8 @@ class DCIServer:
                 ],
             }
             if self.enrolled_bare:
+                if self.mangle is not None:
+                    self.mangle(None, answer)
                 return 200, answer
             return 200, self.envelope(
                 self.answer_header(header, "on-enrolled", 1), answer, signature
@@ -688,13 +696,18 @@ class DCIServer:
                 "status": status,
             }
             if status == "succ":
+                records = self.records.get(value, [])
                 item["data"] = {
                     "version": "1.0.0",
                     "reg_type": crit.get("reg_type"),
                     "reg_record_type": crit.get("reg_record_type", "Member"),
-                    "reg_records": self.records.get(value, []),
+                    "reg_records": records,
                 }
-                item["pagination"] = {"page_size": 10, "page_number": 1, "total_count": 1}
+                item["pagination"] = {
+                    "page_size": 10,
+                    "page_number": 1,
+                    "total_count": len(records),
+                }
             else:
                 item["status_reason_code"] = code
                 item["status_reason_message"] = f"item refused: {code}"

@@ -255,6 +255,8 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting("registry_jwks_url", "str", "the registry's JWKS URL: its answers are verified"),
     _Setting("registry_keys_file", "path", "the registry's public key(s): PEM, JWK or JWKS file"),
     _Setting("allow_insecure_jwks", "bool", "allow an http:// registry JWKS URL (loopback)"),
+    _Setting("accept_unverified_answers", "bool", "read the registry's answers unverified when "
+             "it has no keys (explicit opt-in; results say verified: false)"),
     _Setting("timeout", "float", "request timeout in seconds"),
     _Setting("connect_timeout", "float", "connect timeout in seconds"),
     _Setting("verify_tls", "bool", "do not verify the registry's TLS certificate"),
@@ -526,10 +528,15 @@ def _client_from_settings(cfg: dict[str, Any], *, quiet: bool = False) -> DCICli
                 reason = "; ".join(r for _, r in keys.skipped) or "unusable"
                 raise CLIError(f"{where}: the JWK cannot be used: {reason}")
         kwargs["registry_keys"] = keys
-    elif not quiet:
-        _warn(
-            "the registry's answers are not verified: set SPP_DCI_REGISTRY_JWKS_URL or "
-            "SPP_DCI_REGISTRY_KEYS_FILE"
+    elif cfg.get("accept_unverified_answers"):
+        kwargs["accept_unverified_answers"] = True
+        if not quiet:
+            _warn("the registry's answers are read unverified (--accept-unverified-answers)")
+    else:
+        raise CLIError(
+            "the registry's answers cannot be verified: set SPP_DCI_REGISTRY_JWKS_URL or "
+            "SPP_DCI_REGISTRY_KEYS_FILE (or --registry-jwks-url / --registry-keys-file), or "
+            "give --accept-unverified-answers to read them unverified"
         )
     for key in (
         "receiver_id",
