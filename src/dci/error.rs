@@ -157,6 +157,9 @@ impl Redactor {
             }
             if masked[i..i + c.len_utf8()].iter().any(|m| *m) {
                 if !in_mask {
+                    if kept + 3 > MAX_PEER_TEXT {
+                        break;
+                    }
                     out.push_str("***");
                     kept += 3;
                     in_mask = true;
