@@ -15,7 +15,8 @@ Exit codes (stable; scripts may rely on them):
 - 0: success. ``check``: no duplicate. ``enrolled``: not enrolled. ``verify``: valid signature.
 - 1: ``check``: a duplicate was found (confirmed or possible match). ``enrolled``: enrolled.
 - 2: usage or configuration error: a bad flag or setting, an unreadable file or key.
-- 3: the check could not be decided, or the registry or transport failed (fail closed).
+- 3: the check could not be decided, the registry's answer decides nothing (``enrolled``: not
+  exactly yes/no), or the registry or transport failed (fail closed).
   ``batch``: at least one row failed (every row is still written to the output).
 - 4: ``verify``: the signature is not valid (invalid, expired, malformed, unknown key, …).
 - 130: interrupted (Ctrl-C). 141: the output pipe was closed.
@@ -1631,7 +1632,7 @@ exit codes:
   0    success; check: no duplicate; enrolled: not enrolled; verify: valid
   1    check: duplicate found (confirmed or possible match); enrolled: enrolled
   2    usage or configuration error
-  3    check failed (undecided, fail closed) or registry/transport error;
+  3    check failed or enrolled answer undecided (fail closed), or registry/transport error;
        batch: at least one row failed
   4    verify: signature not valid
   130  interrupted
@@ -1750,7 +1751,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "enrolled",
         "print the enrolment status of one identifier",
         "Asks the IBR whether an identifier is enrolled (its sync/enrolled call when offered,\n"
-        "search otherwise) and prints the answer as JSON. Exit 0: not enrolled; 1: enrolled.",
+        "search otherwise) and prints the answer as JSON. Exit 0: not enrolled; 1: enrolled;\n"
+        "3: the answer does not say (anything but exactly yes/no is never 'not enrolled').",
     )
     p.add_argument("--id", required=True, type=_identifier, metavar="TYPE=VALUE")
     p.add_argument("--raw", action="store_true", help="include each raw record")
