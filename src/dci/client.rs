@@ -743,7 +743,12 @@ impl DciClient {
                 return Err(Error::Signature(format!(
                     "{what}: the answer's signature is {} (kid {})",
                     check.outcome.as_str(),
-                    check.kid.as_deref().map(short).as_deref().unwrap_or("none")
+                    check
+                        .kid
+                        .as_deref()
+                        .map(|k| peer.text(k))
+                        .as_deref()
+                        .unwrap_or("none")
                 )));
             }
             let sender = header.get("sender_id").and_then(Value::as_str);
@@ -1048,11 +1053,6 @@ impl DciClient {
     }
 }
 
-/// Our own text quoting an id: at most 300 characters. Peer text goes through [`Redactor`].
-fn short(s: &str) -> String {
-    s.chars().take(300).collect()
-}
-
 /// A sync search answer, read and matched to the request items.
 #[derive(Clone, Debug)]
 pub struct SearchReply {
@@ -1318,7 +1318,10 @@ fn take_records(v: &mut Value) -> Vec<Value> {
 /// item): found anywhere, they are the answer. Zero records only from the documented shape:
 /// `data` an object, `data.reg_records` an empty list, no other place holding something that
 /// could be records, and no pagination saying records exist.
-fn succ_records(item: &mut Map<String, Value>) -> std::result::Result<Vec<Value>, String> {
+fn succ_records(
+    item: &mut Map<String, Value>,
+    peer: &Redactor,
+) -> std::result::Result<Vec<Value>, String> {
     // The places in reading order; a null variant counts as absent.
     let data_is_list = matches!(item.get("data"), Some(Value::Array(_)));
     let found = {
@@ -1387,7 +1390,7 @@ fn succ_records(item: &mut Map<String, Value>) -> std::result::Result<Vec<Value>
     {
         return Err(format!(
             "data.{} may hold records next to an empty reg_records",
-            short(k)
+            peer.text(k)
         ));
     }
     if let Some(k) = item
@@ -1401,7 +1404,7 @@ fn succ_records(item: &mut Map<String, Value>) -> std::result::Result<Vec<Value>
     {
         return Err(format!(
             "{} may hold records next to an empty reg_records",
-            short(k)
+            peer.text(k)
         ));
     }
     more_records(item, data)?;
@@ -1484,7 +1487,7 @@ fn read_item(reference_id: &str, mut raw: Value, pending: bool, peer: &Redactor)
         text(item, "status_reason_message"),
     );
     let records = match status {
-        ItemStatus::Succ => match succ_records(item) {
+        ItemStatus::Succ => match succ_records(item, peer) {
             Ok(records) => records,
             Err(why) => return undecided(raw, why),
         },
@@ -1684,6 +1687,51 @@ mod tests {
             ItemStatus::Undecided,
             "header pdng, item succ"
         );
+    }
+
+    #[test]
+    fn enrolled_is_yes_or_no_exactly() {
+        let read = |header: Value, items: Value| {
+            read_enrolled(&Reply {
+                sent: Sent::default(),
+                answer: Answer::Envelope {
+                    header,
+                    message: json!({"transaction_id": "t", "enrolled_response": items}),
+                },
+                verified: true,
+                peer: Redactor::new(),
+            })
+        };
+        let item = |e: Value| json!({"reference_id": "1", "status": "succ", "enrolled_status": e});
+        let succ = json!({"status": "succ"});
+        assert_eq!(
+            read(succ.clone(), json!([item(json!("yes"))])),
+            Enrolled::Yes
+        );
+        assert_eq!(
+            read(succ.clone(), json!([item(json!("no")), item(json!("no"))])),
+            Enrolled::No
+        );
+        for (header, items) in [
+            (succ.clone(), json!([item(json!("Yes"))])),
+            (succ.clone(), json!([item(json!(false))])),
+            (succ.clone(), json!([item(json!({"v": "no"}))])),
+            (succ.clone(), json!([item(json!("no")), item(json!("yes"))])),
+            (succ.clone(), json!([])),
+            (succ.clone(), json!({"enrolled_status": "no"})),
+            (
+                succ.clone(),
+                json!([{"status": "pdng", "enrolled_status": "no"}]),
+            ),
+            (succ.clone(), json!([{"enrolled_status": "no"}])),
+            (json!({"status": "pdng"}), json!([item(json!("no"))])),
+            (json!({}), json!([item(json!("no"))])),
+        ] {
+            assert!(
+                matches!(read(header.clone(), items.clone()), Enrolled::Undecided(_)),
+                "{header} {items}"
+            );
+        }
     }
 
     #[test]

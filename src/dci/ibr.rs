@@ -834,6 +834,45 @@ mod tests {
     }
 
     #[test]
+    fn callbacks_merge_per_reference_id_and_fail_closed() {
+        let ids = [Identifier::new("UIN", "1"), Identifier::new("UIN", "2")];
+        let refs = ["a".to_string(), "b".to_string()];
+        let msg = |items: Value| json!({"transaction_id": "t", "search_response": items});
+        let zero =
+            |r: &str| json!({"reference_id": r, "status": "succ", "data": {"reg_records": []}});
+        let first = msg(json!([{"reference_id": "a", "status": "pdng"}]));
+        let a = msg(json!([zero("a")]));
+        let b = msg(json!([zero("b")]));
+        let run =
+            |m: &[&Value], txn: Option<&str>| classify_callbacks(m, Some(&refs), &ids, txn, true);
+        let waiting = run(&[&first, &a], Some("t"));
+        let statuses: Vec<_> = waiting.outcomes.iter().map(|o| o.status.clone()).collect();
+        assert_eq!(statuses, [OutcomeStatus::NoRecords, OutcomeStatus::Pending]);
+        assert_eq!(waiting.result, None);
+        assert_eq!(
+            run(&[&first, &a, &b], Some("t")).result,
+            Some(Classification::NoMatch)
+        );
+        let twice = run(&[&a, &b, &a], None);
+        assert_eq!(twice.outcomes[0].status, OutcomeStatus::Failed);
+        assert_eq!(twice.result, None);
+        assert_eq!(run(&[&a, &b], Some("other")).result, None);
+        let unbound = msg(json!([zero("a"), zero("zzz")]));
+        assert!(run(&[&unbound], None).reasons[0].contains("not sent"));
+        let single = classify_callbacks(
+            &[&msg(
+                json!([{"status": "succ", "data": {"reg_records": []}}]),
+            )],
+            None,
+            &ids[..1],
+            None,
+            false,
+        );
+        assert_eq!(single.result, Some(Classification::NoMatch));
+        assert!(!single.verified);
+    }
+
+    #[test]
     fn records_are_read_in_their_variants() {
         let b = Beneficiary::from_record(record(json!("Active"), "Cash"));
         assert_eq!(b.name.as_deref(), Some("Zoë Ōkubo"));
