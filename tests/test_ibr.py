@@ -360,6 +360,10 @@ UNDECIDED_SHAPES = {
     "total_count unreadable": _item(pagination={"page_size": 10, "total_count": "many"}),
     "total in data": _item(data={"reg_records": [], "total_count": 1}),
     "pagination not an object": _item(pagination="more"),
+    "total_records in data": _item(data={"reg_records": [], "total_records": 4}),
+    "totalCount in pagination": _item(pagination={"page_size": 10, "totalCount": 1}),
+    "a record object at item level": _item(record=REC),
+    "a record object in data": _item(data={"reg_records": [], "beneficiary": REC}),
     "item a string": _message(lambda h, m: m.update(search_response=["succ"])),
     "item null": _message(lambda h, m: m.update(search_response=[None])),
     "item a list": _message(lambda h, m: m.update(search_response=[[]])),
@@ -519,6 +523,8 @@ def test_parse_callback_does_not_guess_by_position() -> None:
     assert all(o.status == "failed" for o in result.outcomes)
     with pytest.raises(ValueError, match="reference_ids"):
         dci.IBRService.parse_callback(message, identifiers=[("UIN", "1"), ("UIN", "2")])
+    with pytest.raises(ValueError, match="repeat"):
+        dci.IBRService.parse_callback(message, reference_ids=["a", "a"])
     with pytest.raises(ValueError, match="same length"):
         dci.IBRService.parse_callback(
             message, reference_ids=["a"], identifiers=[("U", "1"), ("U", "2")]

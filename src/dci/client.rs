@@ -575,6 +575,8 @@ impl DciClient {
         }
         let mut attempt = 0u32;
         let mut renewed = false;
+        // Every token sent for this call: an answer may quote any of them (after a renewal too).
+        let mut peer = self.redactor.clone();
         loop {
             let http = self.http.get()?;
             let (message_id, body) = self.envelope(endpoint, &message, total_count)?;
@@ -594,6 +596,9 @@ impl DciClient {
                 .body(body);
             if let Some(t) = &token {
                 req = req.bearer_auth(t.expose());
+                if matches!(self.auth, Auth::OAuth2(_)) {
+                    peer = peer.with_secret(t.expose());
+                }
             }
             let resp = match req.send() {
                 Ok(r) => r,
@@ -629,10 +634,6 @@ impl DciClient {
                 continue;
             }
             let body = read_limited(resp, self.max_response_bytes, &what)?;
-            let peer = match &token {
-                Some(t) => self.redactor.clone().with_secret(t.expose()),
-                None => self.redactor.clone(),
-            };
             let (answer, verified) = self.read_answer(endpoint, status, &body, &what, &peer)?;
             let mut sent = sent;
             sent.message_id = message_id;
@@ -1374,9 +1375,9 @@ fn succ_records(
     if !data.contains_key("reg_records") {
         return Err("data.reg_records is missing".into());
     }
-    let holds_records = |v: &Value, objects: bool| match v {
+    let holds_records = |v: &Value| match v {
         Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => objects && !o.is_empty(),
+        Value::Object(o) => !o.is_empty(),
         _ => false,
     };
     if let Some(k) = data
@@ -1384,7 +1385,7 @@ fn succ_records(
         .find(|(k, v)| {
             !DATA_KEYS.contains(&k.as_str())
                 && !DATA_VARIANTS.contains(&k.as_str())
-                && holds_records(v, true)
+                && holds_records(v)
         })
         .map(|(k, _)| k)
     {
@@ -1398,7 +1399,7 @@ fn succ_records(
         .find(|(k, v)| {
             !ITEM_KEYS.contains(&k.as_str())
                 && !ITEM_VARIANTS.contains(&k.as_str())
-                && holds_records(v, false)
+                && holds_records(v)
         })
         .map(|(k, _)| k)
     {
@@ -1410,6 +1411,19 @@ fn succ_records(
     more_records(item, data)?;
     Ok(vec![])
 }
+
+/// Names (lower case, without `_` and `-`) under which a registry may say how many records
+/// exist: in the item, its `data` or a `pagination` of either.
+const TOTAL_KEYS: [&str; 8] = [
+    "totalcount",
+    "total",
+    "totalrecords",
+    "recordcount",
+    "count",
+    "totalresults",
+    "totalhits",
+    "totalitems",
+];
 
 /// Err when a pagination (or a total) says records exist although none came back, or cannot
 /// be read.
@@ -1426,12 +1440,20 @@ fn more_records(
         }
     }
     for place in places {
-        for key in ["total_count", "total"] {
-            let count = match place.get(key) {
-                None | Some(Value::Null) => continue,
-                Some(Value::Number(n)) => n.as_str().parse::<f64>().ok(),
-                Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-                Some(_) => None,
+        for (key, value) in place {
+            let name: String = key
+                .chars()
+                .filter(|c| *c != '_' && *c != '-')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if !TOTAL_KEYS.contains(&name.as_str()) {
+                continue;
+            }
+            let count = match value {
+                Value::Null => continue,
+                Value::Number(n) => n.as_str().parse::<f64>().ok(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
             };
             match count {
                 Some(c) if c.is_finite() && c > 0.0 => {

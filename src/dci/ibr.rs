@@ -693,6 +693,10 @@ pub fn classify_callbacks(
                 verified,
             ),
         };
+    let distinct: BTreeSet<&String> = refs.iter().collect();
+    if distinct.len() != refs.len() {
+        return all_failed(&ids, "invalid input: reference_ids repeat", txns, verified);
+    }
     let mut slots: Vec<Option<ItemAnswer>> = vec![None; refs.len()];
     for message in messages {
         if let Some(want) = transaction_id {

@@ -447,6 +447,11 @@ impl PyIbrService {
             .map_err(PyValueError::new_err)?
             .unwrap_or_default();
         match &reference_ids {
+            Some(refs)
+                if refs.iter().collect::<std::collections::BTreeSet<_>>().len() != refs.len() =>
+            {
+                return Err(PyValueError::new_err("reference_ids repeat"))
+            }
             Some(refs) if !ids.is_empty() && refs.len() != ids.len() => {
                 return Err(PyValueError::new_err(
                     "reference_ids and identifiers must have the same length (same order)",
