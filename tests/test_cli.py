@@ -818,3 +818,92 @@ def test_demo_runs_and_writes_its_results(tmp_path: Path) -> None:
         "no_match",
         None,
     }
+
+
+# ---- answers that decide nothing, unverified answers, echoed secrets (issue 9) -----------------
+
+
+@pytest.fixture
+def echo_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """A scriptable registry (tests/dci_server.py) with a static bearer token, configured
+    through SPP_DCI_* variables; yields (server, token)."""
+    from dci_server import DCIServer
+
+    token = "bt-" + "9c2f1e7a5b3d" * 3
+    key = SigningKey.generate()
+    key_file = tmp_path / "client.pem"
+    key_file.write_text(key.private_pem())
+    key_file.chmod(0o600)
+    with DCIServer() as server:
+        server.bearer_tokens = {token}
+        server.require_token = True
+        keys_file = tmp_path / "registry.pem"
+        keys_file.write_text(server.public_pem())
+        for name, value in {
+            "SPP_DCI_BASE_URL": server.base_url,
+            "SPP_DCI_SENDER_ID": SENDER,
+            "SPP_DCI_BEARER_TOKEN": token,
+            "SPP_DCI_KEY_FILE": str(key_file),
+            "SPP_DCI_KEY_ID": KEY_ID,
+            "SPP_DCI_REGISTRY_KEYS_FILE": str(keys_file),
+            "SPP_DCI_MAX_RETRIES": "0",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield server, token
+
+
+@pytest.mark.parametrize("status", ["Yes", "NO", True, None, "pending"])
+def test_enrolled_that_decides_nothing_exits_3(
+    capsys: pytest.CaptureFixture[str], echo_registry: tuple[Any, str], status: object
+) -> None:
+    server, _ = echo_registry
+
+    def change(header: Any, message: dict[str, Any]) -> None:
+        for item in message.get("enrolled_response") or []:
+            item["enrolled_status"] = status
+
+    server.mangle = change
+    code, out, err = run_main(capsys, "enrolled", "--id", "UIN=1")
+    assert code == 3, (out, err)
+    assert out == ""  # never a printed "enrolled": false
+    assert_one_line_error(err, contains="undecided")
+    server.mangle = None
+    code, out, _ = run_main(capsys, "enrolled", "--id", "UIN=1")
+    assert (code, json.loads(out)["enrolled"], json.loads(out)["verified"]) == (0, False, True)
+
+
+def test_unverified_answers_are_an_explicit_opt_in(
+    capsys: pytest.CaptureFixture[str],
+    echo_registry: tuple[Any, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SPP_DCI_REGISTRY_KEYS_FILE")
+    code, out, err = run_main(capsys, "check", "--id", "UIN=1")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, contains="--accept-unverified-answers")
+    code, out, err = run_main(
+        capsys, "check", "--id", "UIN=1", "--json", "--accept-unverified-answers"
+    )
+    assert code == 0, err
+    assert json.loads(out)["verified"] is False
+    assert "unverified" in err
+
+
+def test_a_registry_echoing_the_token_never_puts_it_on_stdout(
+    capsys: pytest.CaptureFixture[str], echo_registry: tuple[Any, str]
+) -> None:
+    server, token = echo_registry
+    server.item_status["R"] = ("rjct", f"rjct.{token}")
+    code, out, err = run_main(capsys, "check", "--id", "UIN=R", "--json")
+    assert code == 3
+    assert token not in out + err and token[:12] not in out + err
+    assert "***" in out
+    server.mangle = lambda h, m: h.update(status="rjct", status_reason_message=f"Bearer {token}")
+    for args in (
+        ["check", "--id", "UIN=1"],
+        ["search", "--id", "UIN=1"],
+        ["enrolled", "--id", "UIN=1"],
+    ):
+        code, out, err = run_main(capsys, *args)
+        assert code == 3, (args, out, err)
+        assert token not in out + err, args

@@ -343,7 +343,11 @@ def test_txn_status_async_and_sync(server: DCIServer, client: dci.DCIClient) -> 
 
 
 @pytest.mark.parametrize("bare", [False, True], ids=["enveloped", "bare"])
-def test_enrolled(server: DCIServer, client: dci.DCIClient, bare: bool) -> None:
+def test_enrolled(server: DCIServer, key: dci.SigningKey, bare: bool) -> None:
+    # A bare answer (no envelope) can only be read unverified, as an explicit opt-in.
+    client = client_for(
+        server, key, **({"registry_keys": None, "accept_unverified_answers": True} if bare else {})
+    )
     server.enrolled_bare = bare
     server.enrolled_ids = {"NID-9"}
     yes = client.enrolled("NID", "NID-9", programme_id="PRG-1", response_entity="Member")
@@ -418,36 +422,23 @@ def test_batch_item_not_answered_is_missing(batch_server: DCIServer, client: dci
     batch_server.search_mode = {"drop_last"}
     items = client.search_batch(batch_queries(3))
     assert [i["status"] for i in items] == ["succ", "succ", "missing"]
-    assert items[2]["records"] == []
+    assert items[2]["records"] is None  # never an empty list: nothing was answered
     assert [i["records"] for i in items[:2]] == [[{"id": "V0"}], [{"id": "V1"}]]
 
 
-def test_batch_without_echoed_reference_ids_maps_by_position(
-    batch_server: DCIServer, client: dci.DCIClient
+@pytest.mark.parametrize(
+    "modes", [{"no_refs"}, {"no_refs", "drop_last"}, {"wrong_refs"}, {"no_refs", "reverse"}]
+)
+def test_batch_items_are_matched_by_reference_id_only(
+    batch_server: DCIServer, client: dci.DCIClient, modes: set[str]
 ) -> None:
-    batch_server.search_mode = {"no_refs"}
-    items = client.search_batch(batch_queries(3))
-    assert [i["records"] for i in items] == [[{"id": f"V{i}"}] for i in range(3)]
-    (req,) = batch_server.received(SYNC_SEARCH)
-    assert [i["reference_id"] for i in items] == [
-        r["reference_id"] for r in req.message["search_request"]
-    ]
-
-
-def test_batch_without_reference_ids_and_another_count_is_all_missing(
-    batch_server: DCIServer, client: dci.DCIClient
-) -> None:
-    batch_server.search_mode = {"no_refs", "drop_last"}
-    items = client.search_batch(batch_queries(3))
-    assert [i["status"] for i in items] == ["missing"] * 3
-
-
-def test_batch_with_wrong_reference_ids_is_all_missing(
-    batch_server: DCIServer, client: dci.DCIClient
-) -> None:
-    batch_server.search_mode = {"wrong_refs"}
-    items = client.search_batch(batch_queries(2))
-    assert [i["status"] for i in items] == ["missing", "missing"]
+    """Several identifiers: items without (or with foreign) reference_ids cannot be matched,
+    not even by position; a single identifier takes an item without reference_id."""
+    batch_server.search_mode = modes
+    with pytest.raises(ProtocolError, match="reference_id"):
+        client.search_batch(batch_queries(3))
+    if modes == {"no_refs"}:
+        assert client.search_batch(batch_queries(1))[0]["records"] == [{"id": "V0"}]
 
 
 def test_batch_keeps_each_items_status(batch_server: DCIServer, client: dci.DCIClient) -> None:
@@ -705,10 +696,11 @@ def test_unsigned_answer_is_refused_when_keys_are_configured(
     server.records["1"] = [{"v": 1}]
     with pytest.raises(SignatureError, match="not signed"):
         client_for(server, key).search_by_id("NID", "1")
-    # without registry keys there is nothing to verify against: the answer is read
-    assert client_for(server, key, registry_keys=None).search_by_id("NID", "1")["records"] == [
-        {"v": 1}
-    ]
+    # without registry keys nothing can be verified: read only as an explicit opt-in
+    with pytest.raises(ConfigError):
+        client_for(server, key, registry_keys=None).search_by_id("NID", "1")
+    opted = client_for(server, key, registry_keys=None, accept_unverified_answers=True)
+    assert opted.search_by_id("NID", "1")["records"] == [{"v": 1}]
 
 
 def test_answer_whose_sender_is_not_the_kids_sender_is_refused(
@@ -848,7 +840,8 @@ def test_non_dci_body_is_a_protocol_error(
     server: DCIServer, client: dci.DCIClient, body: bytes
 ) -> None:
     server.queue(SYNC_SEARCH, Reply(200, body, content_type="text/plain"))
-    with pytest.raises(ProtocolError):
+    # a bare message is refused before it is read: it cannot be verified
+    with pytest.raises(SignatureError if body.startswith(b'{"tr') else ProtocolError):
         client.search_by_id("NID", "1")
 
 
@@ -879,6 +872,7 @@ def test_connection_refused_is_transport_error(key: dci.SigningKey) -> None:
         sender_id=SENDER,
         signing_key=key,
         key_id=KEY_ID,
+        registry_keys=key.public_pem(),
         max_retries=1,
         backoff=0.01,
     )
@@ -1334,6 +1328,7 @@ def _leak_scenario() -> None:
                 client_id="leak-client",
                 client_secret=secret + "-wrong",
                 credentials_location=location,
+                registry_keys=s.public_pem(),
             )
             try:
                 bad.search_by_id("NID", "1")
@@ -1362,6 +1357,7 @@ def _leak_scenario() -> None:
             key_id=KEY_ID,
             auth="bearer",
             bearer_token=bearer,
+            registry_keys=s.public_pem(),
         )
         seen.append(repr(b))
         b.search_by_id("NID", "1")
@@ -1422,7 +1418,10 @@ logging.getLogger().addHandler(Keep(logging.DEBUG))
 logging.getLogger().setLevel(logging.WARNING)
 key = dci.SigningKey.generate()
 with DCIServer() as s:
-    c = dci.DCIClient(base_url=s.base_url, sender_id="spp.test", signing_key=key, key_id="k")
+    c = dci.DCIClient(
+        base_url=s.base_url, sender_id="spp.test", signing_key=key, key_id="k",
+        registry_keys=s.public_pem(),
+    )
     c.search_by_id("NID", "1")
     logging.getLogger().setLevel(logging.DEBUG)
     c.search_by_id("NID", "2")
@@ -1432,3 +1431,217 @@ print(sum(n.startswith("spp_dci_ibr") for n in records))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert int(out.stdout.strip().splitlines()[-1]) >= 1, "DEBUG records after the switch: none"
+
+
+# ---- answers bound to their request (issue 9) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda h, m: h.update(action="on-subscribe"),
+        lambda h, m: h.update(action="search"),
+        lambda h, m: h.pop("action"),
+        lambda h, m: h.update(receiver_id="someone.else"),
+        lambda h, m: h.pop("receiver_id"),
+        lambda h, m: h.pop("message_id"),
+        lambda h, m: m.pop("transaction_id"),
+        lambda h, m: m.update(transaction_id=None),
+        lambda h, m: m.update(transaction_id="another"),
+    ],
+    ids=[
+        "action of another call",
+        "action of a request",
+        "no action",
+        "receiver_id of another client",
+        "no receiver_id",
+        "no message_id",
+        "no transaction_id",
+        "transaction_id null",
+        "another transaction_id",
+    ],
+)
+def test_an_answer_not_bound_to_its_request_is_refused(
+    server: DCIServer, client: dci.DCIClient, change: Any
+) -> None:
+    server.mangle = change
+    for call in (
+        lambda: client.search_by_id("NID", "1"),
+        lambda: client.enrolled("NID", "1"),
+        lambda: client.txn_status("t", sync=True),
+        lambda: client.enrollment_updates([{"x": 1}]),
+    ):
+        with pytest.raises(ProtocolError):
+            call()
+
+
+def test_each_call_accepts_its_documented_actions(server: DCIServer, client: dci.DCIClient) -> None:
+    for action in ("on-enrolled", "on-search"):
+        server.mangle = lambda h, m, a=action: h and h.update(action=a)  # type: ignore[misc]
+        assert client.enrolled("NID", "1")["verified"] is True
+    for action in ("on-enrollment-updates", "on-notify"):
+        server.mangle = lambda h, m, a=action: h and h.update(action=a)  # type: ignore[misc]
+        assert client.enrollment_updates([{"x": 1}])["verified"] is True
+    server.mangle = None
+    assert client.txn_status("t", sync=True)["verified"] is True
+
+
+def test_a_replayed_answer_is_refused(server: DCIServer, client: dci.DCIClient) -> None:
+    """A signed "no records" answer captured once and served again: the same message_id."""
+    header = server.answer_header({"sender_id": SENDER}, "on-search", 1)
+    message = {
+        "transaction_id": "txn-r",
+        "correlation_id": "c",
+        "search_response": [
+            {"timestamp": "2025-01-01T00:00:00Z", "status": "succ", "data": {"reg_records": []}}
+        ],
+    }
+    body = server.envelope(header, message)
+    server.queue(SYNC_SEARCH, Reply(body=body), Reply(body=body))
+    assert client.search_by_id("NID", "1", transaction_id="txn-r")["records"] == []
+    with pytest.raises(ProtocolError, match=r"replay|already"):
+        client.search_by_id("NID", "2", transaction_id="txn-r")
+    # process-wide: another client of the same process refuses it too
+    server.queue(SYNC_SEARCH, Reply(body=body))
+    other = client_for(server, dci.SigningKey.generate("ed25519"))
+    with pytest.raises(ProtocolError, match=r"replay|already"):
+        other.search_by_id("NID", "2", transaction_id="txn-r")
+
+
+def test_search_never_hands_back_an_empty_list_for_an_unanswered_item(
+    batch_server: DCIServer, client: dci.DCIClient
+) -> None:
+    from spp_dci_ibr.exceptions import UndecidedError
+
+    batch_server.item_status["V9"] = ("pdng", None)
+    with pytest.raises(UndecidedError, match="pending"):
+        client.search_by_id("NID", "V9")
+    batch_server.mangle = lambda h, m: [i.update(data={}) for i in m["search_response"]]
+    with pytest.raises(UndecidedError, match="reg_records"):
+        client.search_by_id("NID", "V1")
+    items = client.search_batch(batch_queries(2))
+    assert [i["status"] for i in items] == ["undecided", "undecided"]
+    assert [i["records"] for i in items] == [None, None]
+    assert all(i["reason_message"] for i in items)
+
+
+# ---- verification everywhere (issue 9) ---------------------------------------------------------
+
+
+def test_bare_answers_are_refused_when_keys_are_configured(
+    server: DCIServer, client: dci.DCIClient
+) -> None:
+    server.enrolled_bare = True
+    with pytest.raises(SignatureError, match="not a signed"):
+        client.enrolled("NID", "1")
+    bare_txn = {"transaction_id": "x", "txnstatus_response": {}}
+    bare_updates = {"transaction_id": "x", "enrolled_response": []}
+    server.queue(SYNC_TXN_STATUS, Reply(body=bare_txn))
+    with pytest.raises(SignatureError):
+        client.txn_status("t", sync=True)
+    server.queue(ENROLLMENT_UPDATES, Reply(body=bare_updates))
+    with pytest.raises(SignatureError):
+        client.enrollment_updates([{"x": 1}])
+    server.queue(SYNC_SEARCH, Reply(body={"transaction_id": "x", "search_response": []}))
+    with pytest.raises((SignatureError, ProtocolError)):
+        client.search_by_id("NID", "1")
+
+
+def test_without_registry_keys_data_answers_are_refused_unless_accepted(
+    server: DCIServer, key: dci.SigningKey
+) -> None:
+    bare = client_for(server, key, registry_keys=None)
+    for call in (
+        lambda: bare.search_by_id("NID", "1"),
+        lambda: bare.search_batch(batch_queries(1)),
+        lambda: bare.enrolled("NID", "1"),
+        lambda: bare.txn_status("t", sync=True),
+        lambda: bare.enrollment_updates([{"x": 1}]),
+    ):
+        with pytest.raises(ConfigError, match=r"registry_keys.*accept_unverified_answers"):
+            call()
+    assert server.received(SYNC_SEARCH) == [] and server.received(ENROLLMENT_UPDATES) == []
+    failed = dci.IBRService(bare).check_duplication([("NID", "1")])
+    assert failed.state == "failed" and "registry_keys" in failed.reasons[0]
+    # ACKs carry no data and are unsigned by design: still read
+    assert bare.search_async("idtype-value", {"type": "NID", "value": "1"})["ack_status"] == "ACK"
+
+    opted = client_for(server, key, registry_keys=None, accept_unverified_answers=True)
+    server.answer_signature = "none"
+    item = opted.search_by_id("NID", "1")
+    assert item["verified"] is False and item["records"] == []
+    assert [i["verified"] for i in opted.search_batch(batch_queries(2))] == [False, False]
+    assert opted.enrolled("NID", "1")["verified"] is False
+    assert opted.txn_status("t", sync=True)["verified"] is False
+    result = dci.IBRService(opted).check_duplication([("NID", "1")])
+    assert result.result == "no_match" and result.verified is False
+    assert result.to_dict()["verified"] is False
+    status = dci.IBRService(opted).get_enrollment_status("NID", "1")
+    assert status["verified"] is False
+
+
+def test_verified_answers_say_so(server: DCIServer, client: dci.DCIClient) -> None:
+    server.mangle = lambda h, m: m.update(verified=False)  # the registry cannot claim it
+    assert client.search_by_id("NID", "1")["verified"] is True
+    assert client.enrolled("NID", "1")["verified"] is True
+    assert dci.IBRService(client).check_duplication([("NID", "1")]).verified is True
+
+
+# ---- secrets a peer echoes (issue 9) -----------------------------------------------------------
+
+
+def test_secrets_echoed_by_a_peer_never_reach_errors_or_reasons(
+    server: DCIServer, key: dci.SigningKey
+) -> None:
+    secret = f"cs-{uuid.uuid4().hex}"
+    server.add_client("echo-client", secret)
+    server.require_token = True
+    c = client_for(
+        server,
+        key,
+        auth="oauth2",
+        token_url=server.token_url,
+        client_id="echo-client",
+        client_secret=secret,
+    )
+    echo = {"error": f"bad {secret}", "error_description": f"secret {secret} refused"}
+    server.queue("/oauth2/client/token", Reply(401, echo))
+    with pytest.raises(AuthError) as e:
+        c.check_auth()
+    seen = [str(e.value), repr(e.value), str(e.value.code)]
+    c.check_auth()
+    token = server.issued_tokens[-1]
+    bodies = [
+        {"detail": f"token {token} is not welcome; secret {secret}"},
+        {"detail": {"code": f"c-{token}", "message": f"m {token}"}},
+        {"detail": [{"msg": f"Bearer {token}"}]},
+        {"errors": [{"code": f"err.{token}", "message": f"{token.upper()} / {secret}"}]},
+        {"message": {"ack_status": "ERR", "error": {"code": token, "message": f"x{token}x"}}},
+        {"message": f"token {token}"},
+    ]
+    for status in (400, 403, 500):
+        for body in bodies:
+            server.queue(SYNC_SEARCH, Reply(status, body))
+            with pytest.raises(DCIError) as e:
+                c.search_by_id("NID", "1")
+            seen += [str(e.value), repr(e.value), str(getattr(e.value, "code", ""))]
+    server.queue(SYNC_SEARCH, Reply(200, {"message": {"ack_status": token, "error": {}}}))
+    with pytest.raises(DCIError) as e:
+        c.search_by_id("NID", "1")
+    seen.append(str(e.value))
+    # in-protocol refusals: a rjct item, a rjct header
+    server.item_status["R"] = ("rjct", f"rjct.{token}")
+    result = dci.IBRService(c).check_duplication([("NID", "R")])
+    seen += result.reasons + [o.reason or "" for o in result.outcomes]
+    server.mangle = lambda h, m: h.update(
+        status="rjct", status_reason_message=f"no: {secret} {token}"
+    )
+    result = dci.IBRService(c).check_duplication([("NID", "1")])
+    seen += result.reasons
+    with pytest.raises(DCIError) as e:
+        c.search_by_id("NID", "1")
+    seen.append(str(e.value))
+    assert len(seen) > 40
+    for text in seen:
+        assert secret not in text and token not in text and token.upper() not in text, text
+        assert secret[:12] not in text and token[:12] not in text, text

@@ -1,8 +1,8 @@
 """Fault matrix (issue 6): 10,000 registrants through `check_many` against the sandbox with about
 10% of the requests faulted — timeouts, 5xx, 429, dropped connections, garbage bodies, bad
-signatures, wrong reference_ids. Every registrant gets exactly one result, no faulted check is
-ever answered (least of all `no_match`), every failure names its cause, and a retry of the
-failed ones after the faults stop converges to the truth."""
+signatures, wrong reference_ids (an answer not bound to its request). Every registrant gets
+exactly one result, no faulted check is ever answered (least of all `no_match`), every failure
+names its cause, and a retry of the failed ones after the faults stop converges to the truth."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ KINDS = (
     "timeout",
     "http_status",
     "transport",
+    "reference_id that was not sent",  # a protocol error, named before the generic kind
     "protocol",
     "signature",
-    "no item for this identifier",
 )
 
 
@@ -84,7 +84,7 @@ def test_ten_thousand_registrants_under_faults(sandbox: IBRSandbox) -> None:
                 kinds[kind] += 1
     # Every fault family showed up and was named.
     assert {"timeout", "http_status", "transport", "protocol", "signature"} <= set(kinds), kinds
-    assert kinds["no item for this identifier"] > 0, kinds
+    assert kinds["reference_id that was not sent"] > 0, kinds
 
     # After the faults stop, retrying the failed ones converges to the truth.
     retry = {r.key: r for r in service.check_many([(r.key, registrants[r.key][1]) for r in failed])}

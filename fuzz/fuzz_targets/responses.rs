@@ -1,58 +1,87 @@
-//! Search answers (PROTOCOL §6–7): `match_items` over whatever a registry sends as
-//! `search_response`, `Beneficiary::from_record` over every record, and `classify_message` over
-//! the message (sync answer or `on-search` callback).
+//! Answers (PROTOCOL §6–7): `match_items` over whatever a registry sends as `search_response`,
+//! `Beneficiary::from_record` over every record, `classify_callbacks` over the message (sync
+//! answer or `on-search` callback, alone and after itself), `read_enrolled` over the message as
+//! an enrolled answer, and the `Redactor` over the raw text.
 //!
 //! The input is JSON read three ways: as a message, as the `search_response` itself, and as an
 //! envelope whose `message` is the message.
 //!
-//! Properties: never panics; every reference id gets exactly one item, in order, with its own
-//! id; a missing item carries no records; classification fails closed — `no_match` only when
-//! every identifier was answered `succ` with zero records, a failed check always says why, and
-//! `matched_programs` is sorted and unique.
+//! Properties: never panics; a matched answer has exactly one item per reference id, in order,
+//! with its own id; only a `succ` item of the documented shape (`data` an object,
+//! `data.reg_records` an empty list) reads as zero records, and never under a pending header;
+//! an item that decides nothing carries no records and says why; classification fails closed —
+//! `no_match` only when every identifier was answered with zero records, a failed check always
+//! says why, `matched_programs` is sorted and unique; an enrolled "no" only from items that all
+//! say exactly "no" with status "succ"; a secret echoed in peer text never survives.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
-use spp_dci_ibr::dci::client::{match_items, ItemStatus};
+use serde_json::{json, Value};
+use spp_dci_ibr::dci::client::{
+    match_items, read_enrolled, Answer, Enrolled, ItemStatus, Reply, Sent,
+};
+use spp_dci_ibr::dci::error::Redactor;
 use spp_dci_ibr::dci::ibr::{
-    classify_message, Beneficiary, Classification, Identifier, OutcomeStatus,
+    classify_callbacks, Beneficiary, Classification, Identifier, OutcomeStatus,
 };
 
-const REFERENCE_SETS: [&[&str]; 4] = [&[], &["r1"], &["r1", "r2", "r3"], &["r1", "r1"]];
+const REFERENCE_SETS: [&[&str]; 4] = [&[], &["r1"], &["r1", "r2", "r3"], &["r-6"]];
+const SECRET: &str = "fuzz-Secret-0123456789";
 
 fuzz_target!(|data: &[u8]| {
+    let peer = Redactor::new().with_secret(SECRET);
+    let text = String::from_utf8_lossy(data);
+    let masked = peer.text(&format!("{text}{SECRET}{text}"));
+    assert!(!masked.to_ascii_lowercase().contains(&SECRET.to_ascii_lowercase()[..8]));
+    assert!(masked.chars().count() <= 300);
+
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let identifiers = [Identifier::new("UIN", "1"), Identifier::new("BRN", "2")];
-    let messages = [Some(&value), value.get("message")];
+    let message = value.get("message").unwrap_or(&value);
     for set in REFERENCE_SETS {
         let refs: Vec<String> = set.iter().map(|s| s.to_string()).collect();
         let answers = [
             Some(&value),
             value.get("search_response"),
-            value.get("message").and_then(|m| m.get("search_response")),
+            message.get("search_response"),
         ];
-        for answer in answers {
-            let items = match_items(&refs, answer.cloned());
+        for (answer, pending) in answers.into_iter().flat_map(|a| [(a, false), (a, true)]) {
+            let Ok(items) = match_items(&refs, answer.cloned(), pending, &peer) else {
+                continue;
+            };
             assert_eq!(items.len(), refs.len(), "one item per reference id");
             for (item, r) in items.iter().zip(&refs) {
                 assert_eq!(&item.reference_id, r);
-                if item.status == ItemStatus::Missing {
-                    assert!(item.records.is_empty() && item.raw.is_null());
+                if item.status != ItemStatus::Succ {
+                    assert!(item.records.is_empty(), "only succ carries records");
+                }
+                if matches!(item.status, ItemStatus::Missing | ItemStatus::Undecided) {
+                    assert!(item.reason_message.is_some(), "says why it decides nothing");
+                }
+                if item.status == ItemStatus::Succ {
+                    assert!(!pending, "a pending header decides nothing");
+                    assert_eq!(item.raw.get("status"), Some(&json!("succ")));
+                }
+                if item.status == ItemStatus::Succ && item.records.is_empty() {
+                    let spec = item.raw.get("data").and_then(|d| d.get("reg_records"));
+                    assert_eq!(spec, Some(&json!([])), "zero only from the documented shape");
                 }
                 for record in &item.records {
+                    assert!(record.is_object(), "a record is an object");
                     let b = Beneficiary::from_record(record.clone());
                     assert_eq!(&b.raw, record);
                     assert!(b.name.as_deref() != Some(""));
                 }
             }
         }
-        for message in messages.into_iter().flatten() {
-            let result = classify_message(message, &refs, &identifiers);
-            if !refs.is_empty() {
-                assert_eq!(result.outcomes.len(), refs.len(), "one outcome per reference id");
-            }
+        let identifiers: Vec<Identifier> = refs
+            .iter()
+            .map(|r| Identifier::new("UIN", r.clone()))
+            .collect();
+        for messages in [vec![message], vec![message, message]] {
+            let result = classify_callbacks(&messages, Some(&refs), &identifiers, None, false);
+            assert_eq!(result.outcomes.len(), refs.len(), "one outcome per reference id");
             let all_empty_succ = !result.outcomes.is_empty()
                 && result
                     .outcomes
@@ -63,6 +92,15 @@ fuzz_target!(|data: &[u8]| {
                 all_empty_succ,
                 "no_match exactly when every identifier was answered with zero records"
             );
+            if messages.len() == 2 {
+                assert!(
+                    result.outcomes.iter().all(|o| !matches!(
+                        o.status,
+                        OutcomeStatus::NoRecords | OutcomeStatus::Records
+                    )),
+                    "an item answered twice decides nothing"
+                );
+            }
             let any_records = result
                 .outcomes
                 .iter()
@@ -83,5 +121,26 @@ fuzz_target!(|data: &[u8]| {
                 "matched_programs sorted and unique"
             );
         }
+    }
+    let header = value.get("header").cloned().unwrap_or(json!({"status": "succ"}));
+    let reply = Reply {
+        sent: Sent::default(),
+        answer: Answer::Envelope {
+            header,
+            message: message.clone(),
+        },
+        verified: true,
+        peer,
+    };
+    let decided = read_enrolled(&reply);
+    if decided != Enrolled::Yes && decided != Enrolled::No {
+        return;
+    }
+    let want = if decided == Enrolled::Yes { "yes" } else { "no" };
+    let items = message["enrolled_response"].as_array().expect("a list");
+    assert!(!items.is_empty());
+    for item in items {
+        assert_eq!(item["status"], json!("succ"));
+        assert_eq!(item["enrolled_status"], json!(want), "every item says exactly {want}");
     }
 });

@@ -264,8 +264,24 @@ class DCIClient:
     """A DCI client for one registry (see the README for every option).
 
     Signs every request with a fresh message_id, sends it over one pooled keep-alive connection
-    (created on first use, recreated after ``fork()``), verifies signed answers against the
-    registry's keys, and raises ``spp_dci_ibr.exceptions`` errors. Every call releases the GIL.
+    (created on first use, recreated after ``fork()``), and raises ``spp_dci_ibr.exceptions``
+    errors. Every call releases the GIL.
+
+    Answers carrying data (sync search, enrolled, sync txn status, enrollment updates) must be
+    signed envelopes that verify against the registry's keys (``registry_keys`` or
+    ``registry_jwks_url``); a bare or unsigned answer raises ``SignatureError``. Without registry
+    keys those calls raise ``ConfigError`` before sending, unless ``accept_unverified_answers=True``
+    (a registry that signs nothing) — every result then says ``verified`` False. ACKs of the
+    async calls carry no data and are unsigned by design: they are read as they come.
+
+    Each data answer is bound to its request, else ``ProtocolError``: ``header.action`` the one
+    of the call (``on-search``; ``txn-on-status``; enrolled: ``on-enrolled`` or ``on-search``;
+    enrollment updates: ``on-enrollment-updates`` or ``on-notify``), ``header.receiver_id`` our
+    ``sender_id``, a header ``status``, ``message.transaction_id`` ours, every item's
+    ``reference_id`` one we sent (an item without one only when one query was asked), and a
+    ``message_id`` never read before in this process (remembered until its signature expires).
+    Text a registry or token endpoint sends back never carries our secret or token into an
+    error or result: echoes are masked.
     """
 
     def __new__(
@@ -290,6 +306,7 @@ class DCIClient:
         registry_keys: str | dict[str, Any] | JWKS | None = None,
         registry_jwks_url: str | None = None,
         allow_insecure_jwks: bool = False,
+        accept_unverified_answers: bool = False,
         paths: dict[str, str] | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
@@ -327,10 +344,13 @@ class DCIClient:
         page_number: int = 1,
         transaction_id: str | None = None,
     ) -> dict[str, Any]:
-        """Sync search; returns the answered item: ``reference_id``, ``status``, ``reason_code``,
-        ``reason_message``, ``records``, ``transaction_id``, ``message_id``.
+        """Sync search; returns the answered item: ``reference_id``, ``status`` (``succ``),
+        ``reason_code``, ``reason_message``, ``records``, ``transaction_id``, ``message_id``,
+        ``verified``.
 
-        A ``rjct`` item raises ``RegistryError``."""
+        ``records`` is empty only for the documented zero-records shape. A ``rjct`` item raises
+        ``RegistryError``; an item that decides nothing (pending, missing, answered twice, any
+        other shape) raises ``UndecidedError``."""
     def search_by_id(self, id_type: str, id_value: str, **kwargs: Any) -> dict[str, Any]:
         """``search("idtype-value", {"type": id_type, "value": id_value}, **kwargs)``."""
     def search_by_expression(self, expression: Any, **kwargs: Any) -> dict[str, Any]:
@@ -345,8 +365,10 @@ class DCIClient:
         page_size: int = 10,
         transaction_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Many searches in one envelope, answers matched back by ``reference_id``; one item dict
-        per query, status ``succ`` | ``rjct`` | ``pdng`` | ``missing``."""
+        """Many searches in one envelope, answers matched back by ``reference_id`` only; one item
+        dict per query (keys as ``search``), status ``succ`` | ``rjct`` | ``pdng`` | ``missing``
+        | ``undecided``. ``records`` is a list only for ``succ``, else None: an item the registry
+        did not answer never reads as "nothing found". ``reason_message`` says why."""
     def search_async(
         self,
         query_type: str,
@@ -375,7 +397,8 @@ class DCIClient:
         txn_type: str = "search",
         sync: bool = False,
     ) -> dict[str, Any]:
-        """Transaction status: the ACK dict, or with ``sync=True`` the TxnStatusResponse."""
+        """Transaction status: the ACK dict, or with ``sync=True`` the TxnStatusResponse message
+        (plus ``verified``)."""
     def enrolled(
         self,
         id_type: str,
@@ -384,9 +407,10 @@ class DCIClient:
         programme_id: str | None = None,
         response_entity: str | None = None,
     ) -> dict[str, Any]:
-        """``/registry/sync/enrolled``; returns the message (``enrolled_response`` list)."""
+        """``/registry/sync/enrolled``; returns the message (``enrolled_response`` list) plus
+        ``verified``. ``IBRService.get_enrollment_status`` reads it strictly."""
     def enrollment_updates(self, beneficiaries: list[dict[str, Any]]) -> dict[str, Any]:
-        """``/registry/sync/enrollment/updates``; returns the message dict."""
+        """``/registry/sync/enrollment/updates``; returns the message dict (plus ``verified``)."""
 
 _Identifiers = Iterable[tuple[str, str] | Any]
 
@@ -432,7 +456,9 @@ class DuplicationResult:
 
     ``state`` is ``"completed"`` or ``"failed"``; ``result`` is ``"no_match"``,
     ``"possible_match"`` or ``"confirmed_match"``, or None exactly when the check failed (see
-    ``reasons``). An identifier that could not be checked never yields ``"no_match"``.
+    ``reasons``). An identifier that could not be checked never yields ``"no_match"``: only a
+    verified answer bound to the request, with the documented zero-records shape, counts as
+    "nothing found"; any other item shape leaves its identifier ``failed``.
     ``bool(result)`` is False for a failed check.
     """
 
@@ -455,6 +481,11 @@ class DuplicationResult:
     def raw_responses(self) -> list[dict[str, Any]]: ...
     @property
     def transaction_id(self) -> str | None: ...
+    @property
+    def verified(self) -> bool:
+        """Every answer it was read from was verified against the registry's keys; False when
+        answers were read unverified (``accept_unverified_answers=True``, or ``parse_callback``
+        without ``verified=True``)."""
     @property
     def beneficiaries(self) -> list[BeneficiaryInfo]: ...
     def to_dict(self) -> dict[str, Any]: ...
@@ -487,18 +518,49 @@ class IBRService:
         identifier lists keyed by position); yields results in input order with ``.key`` set.
         ``progress(done, failed)`` is called after each window."""
     def search_beneficiary(self, id_type: str, id_value: str) -> list[BeneficiaryInfo]:
-        """Records for one identifier; raises the client's errors."""
+        """Records for one identifier (an empty list only for the documented zero-records
+        answer); raises the client's errors, ``UndecidedError`` for an answer that decides
+        nothing."""
     def get_enrollment_status(self, id_type: str, id_value: str) -> dict[str, Any]:
-        """``{"enrolled", "programs", "beneficiary_info"}`` via ``/registry/sync/enrolled`` when
-        offered, search otherwise."""
+        """``{"enrolled": bool, "programs", "beneficiary_info", "verified"}`` via
+        ``/registry/sync/enrolled`` when offered, search otherwise (and for detail).
+
+        ``enrolled`` is decided only by ``enrolled_status`` exactly ``"yes"``/``"no"`` in every
+        item (status ``succ``, agreeing), or by a search answer read as strictly as
+        ``check_duplication``. Anything else — other spellings, booleans, objects, an empty or
+        missing list, disagreeing or pending items — raises ``UndecidedError``: never reported
+        as not enrolled."""
     @staticmethod
     def parse_callback(
         message: dict[str, Any],
         *,
         reference_ids: list[str] | None = None,
         identifiers: _Identifiers | None = None,
+        transaction_id: str | None = None,
+        earlier: list[dict[str, Any]] | None = None,
+        verified: bool = False,
     ) -> DuplicationResult:
-        """Classifies a search answer or ``on-search`` callback message like a sync answer."""
+        """Classifies ``on-search`` callback messages (or a search answer message) with the
+        strict reading and matching of a sync answer; one outcome per identifier, in the order
+        of ``reference_ids``.
+
+        - ``reference_ids`` / ``identifiers``: the request items, same order and length. Items
+          are matched by ``reference_id`` only; an item without one is taken only when one
+          identifier is asked. Several identifiers without ``reference_ids`` raise
+          ``ValueError``. Without identifiers, outcomes are named by reference_id.
+        - ``transaction_id``: when given, every message must carry it (else every identifier
+          fails).
+        - ``earlier``: the earlier callback messages of the same request, in arrival order
+          (``message`` is the newest). A pending item is superseded by a later answer; any
+          other second answer to a reference_id makes it undecided (never "last wins").
+        - An identifier no message has answered yet is ``pending`` (the result is not complete
+          and never ``no_match``); wait for more callbacks while any outcome is pending.
+        - ``verified``: declare that every message came from a verified envelope (the callback
+          router verifies); it becomes ``DuplicationResult.verified``.
+
+        An item naming a reference_id not asked, or a message without a ``search_response``
+        list, fails every identifier (the reason says why).
+        """
 
 @final
 class Sandbox:

@@ -15,7 +15,8 @@ Exit codes (stable; scripts may rely on them):
 - 0: success. ``check``: no duplicate. ``enrolled``: not enrolled. ``verify``: valid signature.
 - 1: ``check``: a duplicate was found (confirmed or possible match). ``enrolled``: enrolled.
 - 2: usage or configuration error: a bad flag or setting, an unreadable file or key.
-- 3: the check could not be decided, or the registry or transport failed (fail closed).
+- 3: the check could not be decided, the registry's answer decides nothing (``enrolled``: not
+  exactly yes/no), or the registry or transport failed (fail closed).
   ``batch``: at least one row failed (every row is still written to the output).
 - 4: ``verify``: the signature is not valid (invalid, expired, malformed, unknown key, …).
 - 130: interrupted (Ctrl-C). 141: the output pipe was closed.
@@ -255,6 +256,8 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting("registry_jwks_url", "str", "the registry's JWKS URL: its answers are verified"),
     _Setting("registry_keys_file", "path", "the registry's public key(s): PEM, JWK or JWKS file"),
     _Setting("allow_insecure_jwks", "bool", "allow an http:// registry JWKS URL (loopback)"),
+    _Setting("accept_unverified_answers", "bool", "read the registry's answers unverified when "
+             "it has no keys (explicit opt-in; results say verified: false)"),
     _Setting("timeout", "float", "request timeout in seconds"),
     _Setting("connect_timeout", "float", "connect timeout in seconds"),
     _Setting("verify_tls", "bool", "do not verify the registry's TLS certificate"),
@@ -526,10 +529,15 @@ def _client_from_settings(cfg: dict[str, Any], *, quiet: bool = False) -> DCICli
                 reason = "; ".join(r for _, r in keys.skipped) or "unusable"
                 raise CLIError(f"{where}: the JWK cannot be used: {reason}")
         kwargs["registry_keys"] = keys
-    elif not quiet:
-        _warn(
-            "the registry's answers are not verified: set SPP_DCI_REGISTRY_JWKS_URL or "
-            "SPP_DCI_REGISTRY_KEYS_FILE"
+    elif cfg.get("accept_unverified_answers"):
+        kwargs["accept_unverified_answers"] = True
+        if not quiet:
+            _warn("the registry's answers are read unverified (--accept-unverified-answers)")
+    else:
+        raise CLIError(
+            "the registry's answers cannot be verified: set SPP_DCI_REGISTRY_JWKS_URL or "
+            "SPP_DCI_REGISTRY_KEYS_FILE (or --registry-jwks-url / --registry-keys-file), or "
+            "give --accept-unverified-answers to read them unverified"
         )
     for key in (
         "receiver_id",
@@ -1624,7 +1632,7 @@ exit codes:
   0    success; check: no duplicate; enrolled: not enrolled; verify: valid
   1    check: duplicate found (confirmed or possible match); enrolled: enrolled
   2    usage or configuration error
-  3    check failed (undecided, fail closed) or registry/transport error;
+  3    check failed or enrolled answer undecided (fail closed), or registry/transport error;
        batch: at least one row failed
   4    verify: signature not valid
   130  interrupted
@@ -1743,7 +1751,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "enrolled",
         "print the enrolment status of one identifier",
         "Asks the IBR whether an identifier is enrolled (its sync/enrolled call when offered,\n"
-        "search otherwise) and prints the answer as JSON. Exit 0: not enrolled; 1: enrolled.",
+        "search otherwise) and prints the answer as JSON. Exit 0: not enrolled; 1: enrolled;\n"
+        "3: the answer does not say (anything but exactly yes/no is never 'not enrolled').",
     )
     p.add_argument("--id", required=True, type=_identifier, metavar="TYPE=VALUE")
     p.add_argument("--raw", action="store_true", help="include each raw record")

@@ -22,6 +22,7 @@ __all__ = [
     "RegistryError",
     "SignatureError",
     "TransportError",
+    "UndecidedError",
 ]
 
 
@@ -101,7 +102,15 @@ class RegistryError(DCIError):
 
 
 class ProtocolError(DCIError):
-    """The answer is not a DCI message this client can read (not JSON, wrong shape, too large)."""
+    """The answer is not a DCI message this client can read (not JSON, wrong shape, too large),
+    or is not bound to the request: another action, receiver_id, transaction_id or
+    reference_id, or a message_id already read (a replayed answer)."""
+
+
+class UndecidedError(DCIError):
+    """A readable answer that does not decide the question: a search item that is pending,
+    missing, answered twice or of an unreadable shape; an enrolled status other than exactly
+    ``yes``/``no``. Never to be read as "nothing found" or "not enrolled"."""
 
 
 class CheckFailedError(DCIError):

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-use super::error::{Error, Result};
+use super::error::{Error, Redactor, Result};
 use super::http::{describe, read_limited, Secret};
 
 /// Where OAuth2 client credentials travel.
@@ -134,11 +134,15 @@ impl OAuth2 {
         let body = read_limited(resp, MAX_TOKEN_ANSWER, "token request")?;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if !(200..300).contains(&status) {
+            // The endpoint may quote the credentials back: masked before anything keeps them.
+            let peer = Redactor::new()
+                .with_secret(self.client_secret.expose())
+                .with_basic(&self.client_id, self.client_secret.expose());
             let code = json
                 .as_ref()
                 .and_then(|j| j.get("error"))
                 .and_then(Value::as_str)
-                .map(|s| s.chars().take(100).collect::<String>());
+                .map(|s| peer.text(s).chars().take(100).collect::<String>());
             return Err(Error::Auth {
                 status: Some(status),
                 message: format!(

@@ -1,7 +1,11 @@
 //! The DCI client (PROTOCOL §5–6): builds and signs every request envelope, sends it over one
 //! pooled connection with OAuth2, retries and backoff, and reads every answer shape — verifying
-//! signed answers, turning error bodies into typed errors.
+//! signed answers, binding each one to its request, turning error bodies into typed errors — and
+//! the strict readers of answered items: search items (`match_items`) and enrolled statuses
+//! (`read_enrolled`), the one home of the rule "only the documented shape decides".
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use log::debug;
@@ -12,11 +16,12 @@ use super::envelope::{
     envelope_body, new_id, now_unix, request_header, timestamp, with_null_sender_uri,
     ResponseHeader, Signer, Status, VERSION,
 };
-use super::error::{Error, Result};
+use super::error::{Error, Redactor, Result};
 use super::http::{describe, read_limited, HttpSettings, LazyClient};
 use super::keys::SigningKey;
 use super::keysource::RegistryKeys;
-use super::signature::{self, Outcome, Policy};
+use super::replay::ReplayGuard;
+use super::signature::{self, Outcome, Policy, DEFAULT_LIFETIME};
 
 /// The IBR registry type sent in search criteria unless another is given.
 pub const IBR_REG_TYPE: &str = "ns:org:RegistryType:IBR";
@@ -88,6 +93,20 @@ impl Endpoint {
 
     fn is_async(self) -> bool {
         self.callback_route().is_some()
+    }
+
+    /// The `header.action` values accepted in this call's (sync) answer: the spec's for sync
+    /// search and txn status; for enrolled and enrollment updates, where the spec is silent, the
+    /// `on-` form of the call and of search (enrolled is "a special type of search") or notify.
+    /// Async calls are answered by an ACK, which carries no data.
+    pub fn answer_actions(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::SyncSearch => &["on-search"],
+            Endpoint::SyncTxnStatus => &["txn-on-status"],
+            Endpoint::Enrolled => &["on-enrolled", "on-search"],
+            Endpoint::EnrollmentUpdates => &["on-enrollment-updates", "on-notify"],
+            _ => &[],
+        }
     }
 
     /// The route of our callback receiver that answers this call (PROTOCOL §8), for the async
@@ -178,6 +197,9 @@ pub struct ClientConfig {
     pub http: HttpSettings,
     pub retry: Retry,
     pub max_response_bytes: usize,
+    /// Read data answers without verifying them when no registry key is configured (a registry
+    /// that signs nothing). Explicit opt-in, like unsigned sending; every result says so.
+    pub accept_unverified_answers: bool,
 }
 
 /// What was sent: ids the caller needs to match answers and callbacks.
@@ -199,13 +221,15 @@ pub struct Ack {
 /// A readable answer.
 #[derive(Clone, Debug)]
 pub enum Answer {
-    /// A (verified, when keys are configured) envelope.
+    /// An envelope: verified when keys are configured, and (for a data answer) bound to its
+    /// request.
     Envelope {
         header: Value,
         message: Value,
     },
     Ack(Ack),
-    /// A bare message without envelope (some registries' enrolled answers).
+    /// A bare message without envelope (some registries' enrolled answers): only ever read
+    /// unverified, when no key is configured and unverified answers are accepted.
     Bare(Value),
 }
 
@@ -213,6 +237,12 @@ pub enum Answer {
 pub struct Reply {
     pub sent: Sent,
     pub answer: Answer,
+    /// The answer's signature was verified against the registry's keys (false for ACKs, which
+    /// are unsigned by design, and for answers read unverified).
+    pub verified: bool,
+    /// Makes the registry's text in this answer safe for errors and results (it knows the
+    /// token the request carried).
+    pub peer: Redactor,
 }
 
 impl Reply {
@@ -228,11 +258,15 @@ impl Reply {
 /// The status of one answered search item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemStatus {
+    /// Decided: `records` holds what was found — empty only for the documented zero-records
+    /// shape (PROTOCOL §6).
     Succ,
     Rjct,
     Pending,
     /// The answer carried no item for this request item.
     Missing,
+    /// An item of any other shape, or two items for one reference_id: it decides nothing.
+    Undecided,
 }
 
 impl ItemStatus {
@@ -242,6 +276,7 @@ impl ItemStatus {
             ItemStatus::Rjct => "rjct",
             ItemStatus::Pending => "pdng",
             ItemStatus::Missing => "missing",
+            ItemStatus::Undecided => "undecided",
         }
     }
 }
@@ -252,9 +287,33 @@ pub struct ItemAnswer {
     pub reference_id: String,
     pub status: ItemStatus,
     pub reason_code: Option<String>,
+    /// The registry's reason (`rjct`), or why the item decides nothing.
     pub reason_message: Option<String>,
+    /// Meaningful only for `Succ`; empty otherwise.
     pub records: Vec<Value>,
+    /// The answered item without its records (they moved to `records`); Null when none.
     pub raw: Value,
+}
+
+impl ItemAnswer {
+    fn without_answer(reference_id: &str, status: ItemStatus, reason: String) -> Self {
+        ItemAnswer {
+            reference_id: reference_id.to_owned(),
+            status,
+            reason_code: None,
+            reason_message: Some(reason),
+            records: vec![],
+            raw: Value::Null,
+        }
+    }
+
+    /// The `Undecided` item for `raw`, and why.
+    fn undecided(reference_id: &str, raw: Value, reason: String) -> Self {
+        ItemAnswer {
+            raw,
+            ..ItemAnswer::without_answer(reference_id, ItemStatus::Undecided, reason)
+        }
+    }
 }
 
 /// Search criteria (SearchRequest.search_request[].search_criteria).
@@ -292,6 +351,18 @@ pub struct DciClient {
     http: LazyClient,
     retry: Retry,
     max_response_bytes: usize,
+    accept_unverified: bool,
+    /// Masks our secrets in text a peer sends back (the one place peer text is made safe).
+    redactor: Redactor,
+}
+
+/// Answers remembered against replay (PROTOCOL §6), process-wide: a replayed answer is refused
+/// by every client of the process, not only the one that read it first.
+const MAX_REMEMBERED_ANSWERS: usize = 1_000_000;
+
+fn seen_answers() -> &'static Mutex<ReplayGuard> {
+    static SEEN: OnceLock<Mutex<ReplayGuard>> = OnceLock::new();
+    SEEN.get_or_init(|| Mutex::new(ReplayGuard::new(MAX_REMEMBERED_ANSWERS)))
 }
 
 fn check_id(what: &str, value: &str) -> Result<()> {
@@ -371,6 +442,13 @@ impl DciClient {
         if cfg.max_response_bytes == 0 {
             return Err(Error::Config("max_response_bytes must be positive".into()));
         }
+        let redactor = match &cfg.auth {
+            Auth::None => Redactor::new(),
+            Auth::Bearer(t) => Redactor::new().with_secret(t.expose()),
+            Auth::OAuth2(o) => Redactor::new()
+                .with_secret(o.client_secret.expose())
+                .with_basic(&o.client_id, o.client_secret.expose()),
+        };
         Ok(DciClient {
             base_url: cfg.base_url.trim_end_matches('/').to_owned(),
             sender_id: cfg.sender_id,
@@ -384,6 +462,8 @@ impl DciClient {
             http: LazyClient::new(cfg.http)?,
             retry: cfg.retry,
             max_response_bytes: cfg.max_response_bytes,
+            accept_unverified: cfg.accept_unverified_answers,
+            redactor,
         })
     }
 
@@ -408,6 +488,11 @@ impl DciClient {
     }
     pub fn registry_keys(&self) -> &RegistryKeys {
         &self.keys
+    }
+    /// Data answers are verified (registry keys are configured); false when they are read
+    /// unverified by explicit opt-in.
+    pub fn verifies_answers(&self) -> bool {
+        self.keys.is_configured()
     }
     pub fn http_settings(&self) -> &HttpSettings {
         self.http.settings()
@@ -480,8 +565,18 @@ impl DciClient {
     ) -> Result<Reply> {
         let url = format!("{}{}", self.base_url, self.path(endpoint));
         let what = format!("{} {}", endpoint.key(), self.path(endpoint));
+        if !endpoint.is_async() && !self.keys.is_configured() && !self.accept_unverified {
+            // Refused before anything is sent: an answer that cannot be verified is not read.
+            return Err(Error::Config(format!(
+                "no registry keys to verify the answer of {what}: give registry_keys or \
+                 registry_jwks_url (the registry's public keys), or accept_unverified_answers=True \
+                 to read its answers unverified"
+            )));
+        }
         let mut attempt = 0u32;
         let mut renewed = false;
+        // Every token sent for this call: an answer may quote any of them (after a renewal too).
+        let mut peer = self.redactor.clone();
         loop {
             let http = self.http.get()?;
             let (message_id, body) = self.envelope(endpoint, &message, total_count)?;
@@ -501,6 +596,9 @@ impl DciClient {
                 .body(body);
             if let Some(t) = &token {
                 req = req.bearer_auth(t.expose());
+                if matches!(self.auth, Auth::OAuth2(_)) {
+                    peer = peer.with_secret(t.expose());
+                }
             }
             let resp = match req.send() {
                 Ok(r) => r,
@@ -536,10 +634,16 @@ impl DciClient {
                 continue;
             }
             let body = read_limited(resp, self.max_response_bytes, &what)?;
-            let answer = self.read_answer(endpoint, status, &body, &what)?;
+            let (answer, verified) = self.read_answer(endpoint, status, &body, &what, &peer)?;
             let mut sent = sent;
             sent.message_id = message_id;
-            return Ok(Reply { sent, answer });
+            self.bind(endpoint, &answer, &sent, &what, verified, &peer)?;
+            return Ok(Reply {
+                sent,
+                answer,
+                verified: verified.is_some(),
+                peer,
+            });
         }
     }
 
@@ -551,16 +655,21 @@ impl DciClient {
         std::thread::sleep(base + base.mul_f64(f64::from(jitter) / 4000.0));
     }
 
+    /// Reads an answer: `(answer, Some(signature expiry) when it was verified)`.
     fn read_answer(
         &self,
         endpoint: Endpoint,
         status: u16,
         body: &[u8],
         what: &str,
-    ) -> Result<Answer> {
+        peer: &Redactor,
+    ) -> Result<(Answer, Option<i64>)> {
         let json: Option<Value> = serde_json::from_slice(body).ok();
         if !(200..300).contains(&status) {
-            let (code, message) = json.as_ref().map(error_of).unwrap_or((None, None));
+            let (code, message) = json
+                .as_ref()
+                .map(|j| error_of(j, peer))
+                .unwrap_or((None, None));
             let message = message.unwrap_or_else(|| format!("{what} answered HTTP {status}"));
             return Err(if status == 401 || status == 403 {
                 Error::Auth {
@@ -585,30 +694,42 @@ impl DciClient {
         if let (Some(Value::Object(_)), Some(Value::Object(_))) =
             (obj.get("header"), obj.get("message"))
         {
-            return self.read_envelope(obj, what);
+            return self.read_envelope(obj, what, peer);
         }
         if let Some(Value::Object(msg)) = obj.get("message") {
             if msg.contains_key("ack_status") {
-                return read_ack(msg, what).map(Answer::Ack);
+                return Ok((Answer::Ack(read_ack(msg, what, peer)?), None));
             }
         }
         if !endpoint.is_async()
             && (obj.contains_key("enrolled_response") || obj.contains_key("transaction_id"))
         {
-            return Ok(Answer::Bare(Value::Object(obj)));
+            if self.keys.is_configured() {
+                return Err(Error::Signature(format!(
+                    "{what}: the answer is not a signed envelope (a bare message cannot be \
+                     verified against the registry's keys)"
+                )));
+            }
+            return Ok((Answer::Bare(Value::Object(obj)), None));
         }
         Err(Error::Protocol(format!(
             "{what}: the answer is neither a DCI envelope nor an ACK"
         )))
     }
 
-    fn read_envelope(&self, mut obj: Map<String, Value>, what: &str) -> Result<Answer> {
+    fn read_envelope(
+        &self,
+        mut obj: Map<String, Value>,
+        what: &str,
+        peer: &Redactor,
+    ) -> Result<(Answer, Option<i64>)> {
         let header = obj.remove("header").unwrap_or_default();
         let message = obj.remove("message").unwrap_or_default();
         let sig = obj
             .get("signature")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let mut verified = None;
         if self.keys.is_configured() {
             if sig.is_empty() {
                 return Err(Error::Signature(format!(
@@ -623,7 +744,12 @@ impl DciClient {
                 return Err(Error::Signature(format!(
                     "{what}: the answer's signature is {} (kid {})",
                     check.outcome.as_str(),
-                    check.kid.as_deref().unwrap_or("none")
+                    check
+                        .kid
+                        .as_deref()
+                        .map(|k| peer.text(k))
+                        .as_deref()
+                        .unwrap_or("none")
                 )));
             }
             let sender = header.get("sender_id").and_then(Value::as_str);
@@ -633,48 +759,129 @@ impl DciClient {
                     "{what}: the answer's kid does not belong to its sender_id"
                 )));
             }
+            verified = check.expires;
         }
         if header.get("status").and_then(Value::as_str) == Some("rjct") {
+            let text = |k: &str| header.get(k).and_then(Value::as_str).map(|t| peer.text(t));
             return Err(Error::Registry {
-                code: header
-                    .get("status_reason_code")
-                    .and_then(Value::as_str)
-                    .map(short),
-                message: header
-                    .get("status_reason_message")
-                    .and_then(Value::as_str)
-                    .map(short)
+                code: text("status_reason_code"),
+                message: text("status_reason_message")
                     .unwrap_or_else(|| format!("{what}: the registry rejected the request")),
             });
         }
-        Ok(Answer::Envelope { header, message })
+        Ok((Answer::Envelope { header, message }, verified))
     }
 
-    /// A sync search of many items in one envelope (`total_count` = items); answers are matched
-    /// back by `reference_id` (positionally only when none is echoed and the counts match).
+    /// Binds a data answer to its request (PROTOCOL §6): `header.action` one this call expects,
+    /// `header.receiver_id` our sender_id, `message.transaction_id` ours, a `message_id` never
+    /// read before (remembered until the signature expires). Item reference_ids are checked
+    /// where the items are read ([`match_items`]). ACKs carry no data and bind to nothing.
+    fn bind(
+        &self,
+        endpoint: Endpoint,
+        answer: &Answer,
+        sent: &Sent,
+        what: &str,
+        signature_expires: Option<i64>,
+        peer: &Redactor,
+    ) -> Result<()> {
+        let refused = |why: String| Err(Error::Protocol(format!("{what}: {why}")));
+        let (header, message) = match answer {
+            Answer::Ack(_) => return Ok(()),
+            _ if endpoint.is_async() => return Ok(()),
+            Answer::Envelope { header, message } => (Some(header), message),
+            Answer::Bare(message) => (None, message),
+        };
+        match message.get("transaction_id") {
+            Some(Value::String(t)) if *t == sent.transaction_id => {}
+            None | Some(Value::Null) => {
+                return refused("the answer has no transaction_id".into());
+            }
+            Some(_) => return refused("the answer belongs to another transaction".into()),
+        }
+        let Some(header) = header else {
+            return Ok(()); // bare: read unverified by opt-in, nothing more to bind
+        };
+        let field = |k: &str| header.get(k).and_then(Value::as_str);
+        let expected = endpoint.answer_actions();
+        match field("action") {
+            Some(a) if expected.contains(&a) => {}
+            Some(a) => {
+                return refused(format!(
+                    "the answer's action '{}' is not {}",
+                    peer.text(a),
+                    expected.join(" or ")
+                ))
+            }
+            None => return refused("the answer has no action".into()),
+        }
+        match field("receiver_id") {
+            Some(r) if r == self.sender_id => {}
+            Some(_) => return refused("the answer is addressed to another receiver_id".into()),
+            None => return refused("the answer has no receiver_id".into()),
+        }
+        match field("status") {
+            Some("succ" | "pdng" | "rcvd" | "rjct") => {}
+            Some(s) => {
+                return refused(format!(
+                    "the answer's header status '{}' is not one of succ, rjct, pdng, rcvd",
+                    peer.text(s)
+                ))
+            }
+            None => return refused("the answer's header has no status".into()),
+        }
+        let Some(message_id) = field("message_id").filter(|m| !m.is_empty()) else {
+            return refused("the answer has no message_id".into());
+        };
+        let now = now_unix();
+        // Until the signature expires (an unverified answer: the default lifetime), at most
+        // the longest lifetime a signature may have.
+        let expires = signature_expires.unwrap_or(now + DEFAULT_LIFETIME);
+        let sender = field("sender_id").unwrap_or(&self.receiver_id);
+        let first = seen_answers()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(sender, message_id, expires.min(now + 3600), now)?;
+        if !first {
+            return refused(format!(
+                "the answer's message_id was already read (a replayed answer): {}",
+                peer.text(message_id)
+            ));
+        }
+        Ok(())
+    }
+
+    /// A sync search of many items in one envelope (`total_count` = items); answered items are
+    /// matched back by `reference_id` only and read strictly ([`match_items`]).
     pub fn search_batch(
         &self,
         criteria: Vec<Value>,
         transaction_id: Option<String>,
-    ) -> Result<(Sent, Vec<ItemAnswer>)> {
+    ) -> Result<SearchReply> {
         let (sent, message) = self.search_message(criteria, transaction_id);
         let count = sent.reference_ids.len();
         let reply = self.send(Endpoint::SyncSearch, message, count, sent)?;
-        let Answer::Envelope { mut message, .. } = reply.answer else {
+        let Answer::Envelope {
+            header,
+            mut message,
+        } = reply.answer
+        else {
             return Err(Error::Protocol(
                 "sync search answered without an envelope".into(),
             ));
         };
-        if let Some(txn) = message.get("transaction_id").and_then(Value::as_str) {
-            if txn != reply.sent.transaction_id {
-                return Err(Error::Protocol(
-                    "sync search answer belongs to another transaction".into(),
-                ));
-            }
-        }
         let answered = message.get_mut("search_response").map(Value::take);
-        let items = match_items(&reply.sent.reference_ids, answered);
-        Ok((reply.sent, items))
+        let items = match_items(
+            &reply.sent.reference_ids,
+            answered,
+            header_pending(&header),
+            &reply.peer,
+        )?;
+        Ok(SearchReply {
+            sent: reply.sent,
+            items,
+            verified: reply.verified,
+        })
     }
 
     /// An async search: the registry ACKs, results arrive later at our `on-search` callback.
@@ -847,13 +1054,26 @@ impl DciClient {
     }
 }
 
-fn short(s: &str) -> String {
-    s.chars().take(300).collect()
+/// A sync search answer, read and matched to the request items.
+#[derive(Clone, Debug)]
+pub struct SearchReply {
+    pub sent: Sent,
+    /// One per request item, in request order.
+    pub items: Vec<ItemAnswer>,
+    pub verified: bool,
 }
 
-/// `(code, message)` of any of the three error body shapes (PROTOCOL §6).
-fn error_of(body: &Value) -> (Option<String>, Option<String>) {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(short);
+/// The answer header says the answer is not complete (`pdng`, `rcvd`): its items decide nothing.
+fn header_pending(header: &Value) -> bool {
+    matches!(
+        header.get("status").and_then(Value::as_str),
+        Some("pdng" | "rcvd")
+    )
+}
+
+/// `(code, message)` of any of the three error body shapes (PROTOCOL §6), made safe by `peer`.
+fn error_of(body: &Value, peer: &Redactor) -> (Option<String>, Option<String>) {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|t| peer.text(t));
     // DCI ERR ack: {"message": {"ack_status": "ERR", "error": {"code", "message"}}}
     if let Some(err) = body
         .get("message")
@@ -872,20 +1092,14 @@ fn error_of(body: &Value) -> (Option<String>, Option<String>) {
     }
     // {"detail": "..."} or {"detail": [{"msg": ...}]} or {"detail": {"code", "message"}}
     match body.get("detail") {
-        Some(Value::String(s)) => (None, Some(short(s))),
+        Some(Value::String(s)) => (None, Some(peer.text(s))),
         Some(Value::Object(d)) => (text(d.get("code")), text(d.get("message"))),
-        Some(Value::Array(a)) => (
-            None,
-            a.first()
-                .and_then(|d| d.get("msg"))
-                .and_then(Value::as_str)
-                .map(short),
-        ),
+        Some(Value::Array(a)) => (None, text(a.first().and_then(|d| d.get("msg")))),
         _ => (None, None),
     }
 }
 
-fn read_ack(msg: &Map<String, Value>, what: &str) -> Result<Ack> {
+fn read_ack(msg: &Map<String, Value>, what: &str, peer: &Redactor) -> Result<Ack> {
     let status = msg
         .get("ack_status")
         .and_then(Value::as_str)
@@ -894,7 +1108,7 @@ fn read_ack(msg: &Map<String, Value>, what: &str) -> Result<Ack> {
         ack_status: if status.eq_ignore_ascii_case("rcvd") {
             "ACK".into()
         } else {
-            short(status).to_ascii_uppercase()
+            peer.text(status).to_ascii_uppercase()
         },
         correlation_id: msg
             .get("correlation_id")
@@ -906,7 +1120,7 @@ fn read_ack(msg: &Map<String, Value>, what: &str) -> Result<Ack> {
             .map(str::to_owned),
     };
     if ack.ack_status != "ACK" {
-        let (code, message) = error_of(&json!({"message": msg}));
+        let (code, message) = error_of(&json!({"message": msg}), peer);
         return Err(Error::Registry {
             code,
             message: message
@@ -940,7 +1154,7 @@ fn expect_ack(reply: Reply, what: &str) -> Result<(Sent, Ack)> {
                 ack_status: if matches!(status, "rcvd" | "pdng" | "succ") {
                     "ACK".into()
                 } else {
-                    short(status)
+                    reply.peer.text(status)
                 },
                 correlation_id: message
                     .get("correlation_id")
@@ -958,90 +1172,438 @@ fn expect_ack(reply: Reply, what: &str) -> Result<(Sent, Ack)> {
     }
 }
 
-/// Reads one answered item: its status and records (`data.reg_records`, or a bare list).
-fn read_item(reference_id: &str, mut raw: Value) -> ItemAnswer {
-    let text = |raw: &Value, k: &str| raw.get(k).and_then(Value::as_str).map(short);
-    let status = match raw.get("status").and_then(Value::as_str) {
-        Some("succ") => ItemStatus::Succ,
-        Some("rjct") => ItemStatus::Rjct,
-        Some("pdng") | Some("rcvd") => ItemStatus::Pending,
-        // No status at all: read as success only if data is present (lenient registries).
-        None if raw.get("data").is_some() => ItemStatus::Succ,
-        _ => ItemStatus::Rjct,
+/// An enrolled answer read strictly (PROTOCOL §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enrolled {
+    Yes,
+    No,
+    /// Anything else decides nothing (never "not enrolled"); the reason says what was read.
+    Undecided(String),
+}
+
+/// Reads `enrolled_response` (PROTOCOL §6): a non-empty list whose every item has `status`
+/// exactly `succ` and `enrolled_status` exactly `yes` (enrolled) or exactly `no` (not enrolled),
+/// all items agreeing, in an answer whose header (when it has one) says `succ`. Every other
+/// shape — other spellings, booleans, objects, an empty or missing list, disagreeing items,
+/// pending or rejected items — is [`Enrolled::Undecided`].
+pub fn read_enrolled(reply: &Reply) -> Enrolled {
+    let undecided = |why: String| Enrolled::Undecided(why);
+    let (header, message) = match &reply.answer {
+        Answer::Envelope { header, message } => (Some(header), message),
+        Answer::Bare(message) => (None, message),
+        Answer::Ack(_) => return undecided("the registry answered an ACK, not a result".into()),
     };
-    // The records move out of the item (`raw` keeps the rest): they are the bulk of an answer.
-    let records = match raw.get_mut("data") {
-        Some(Value::Object(d)) => match d.get_mut("reg_records").map(Value::take) {
-            Some(Value::Array(r)) => r,
-            Some(o @ Value::Object(_)) => vec![o],
-            _ => vec![],
+    if let Some(h) = header {
+        match h.get("status").and_then(Value::as_str) {
+            Some("succ") => {}
+            Some(s) => {
+                return undecided(format!(
+                    "the answer's header status is '{}'",
+                    reply.peer.text(s)
+                ))
+            }
+            None => return undecided("the answer's header has no status".into()),
+        }
+    }
+    let items = match message.get("enrolled_response") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => return undecided("enrolled_response is empty".into()),
+        Some(_) => return undecided("enrolled_response is not a list".into()),
+        None => return undecided("the answer has no enrolled_response".into()),
+    };
+    let mut decided = None;
+    for item in items {
+        let text = |k: &str| item.get(k).and_then(Value::as_str);
+        let this = match (text("status"), item.get("enrolled_status")) {
+            (Some("succ"), Some(Value::String(s))) if s == "yes" => Enrolled::Yes,
+            (Some("succ"), Some(Value::String(s))) if s == "no" => Enrolled::No,
+            (Some("succ"), Some(other)) => {
+                let shown = match other {
+                    Value::String(s) => format!("'{}'", reply.peer.text(s)),
+                    other => format!("a JSON {}", json_kind(other)),
+                };
+                return undecided(format!("enrolled_status is {shown}, not 'yes' or 'no'"));
+            }
+            (Some("succ"), None) => return undecided("an item has no enrolled_status".into()),
+            (Some("pdng" | "rcvd"), _) => {
+                return undecided("the registry's answer is pending".into())
+            }
+            (Some("rjct"), _) => {
+                let why = text("status_reason_message")
+                    .or(text("status_reason_code"))
+                    .map(|t| reply.peer.text(t))
+                    .unwrap_or_else(|| "rjct".into());
+                return undecided(format!("the registry rejected the query ({why})"));
+            }
+            (Some(s), _) => {
+                return undecided(format!("an item's status is '{}'", reply.peer.text(s)))
+            }
+            (None, _) => return undecided("an item has no status".into()),
+        };
+        match &decided {
+            Some(d) if *d != this => return undecided("the items disagree".into()),
+            _ => decided = Some(this),
+        }
+    }
+    decided.unwrap_or_else(|| undecided("enrolled_response is empty".into()))
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Keys the spec gives a search item and its `data` (what else an item holds is a known records
+/// variant, or makes a zero-records answer undecided when it could hold records).
+const ITEM_KEYS: [&str; 8] = [
+    "reference_id",
+    "timestamp",
+    "status",
+    "status_reason_code",
+    "status_reason_message",
+    "data",
+    "pagination",
+    "locale",
+];
+const DATA_KEYS: [&str; 8] = [
+    "version",
+    "reg_type",
+    "reg_record_type",
+    "reg_records",
+    "pagination",
+    "total_count",
+    "total",
+    "locale",
+];
+/// Where registries put records besides the spec's `data.reg_records`, in the order read.
+const DATA_VARIANTS: [&str; 2] = ["records", "reg_record"];
+const ITEM_VARIANTS: [&str; 2] = ["reg_records", "records"];
+
+/// What a place that may hold records holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Records: a non-empty list of objects, or one record object.
+    Records,
+    /// An empty list.
+    Empty,
+    /// Anything else.
+    Bad,
+}
+
+fn shape(v: &Value) -> Shape {
+    match v {
+        Value::Array(a) if a.is_empty() => Shape::Empty,
+        Value::Array(a) if a.iter().all(Value::is_object) => Shape::Records,
+        Value::Object(o) if !o.is_empty() => Shape::Records,
+        _ => Shape::Bad,
+    }
+}
+
+fn take_records(v: &mut Value) -> Vec<Value> {
+    match v.take() {
+        Value::Array(records) => records,
+        one => vec![one],
+    }
+}
+
+/// The records of a `succ` item (moved out of it), or why the item decides nothing.
+///
+/// Records are read wherever the spec or a known variant puts them (`data.reg_records`,
+/// `data.records`, `data.reg_record`, `data` as the list itself, `reg_records`/`records` on the
+/// item): found anywhere, they are the answer. Zero records only from the documented shape:
+/// `data` an object, `data.reg_records` an empty list, no other place holding something that
+/// could be records, and no pagination saying records exist.
+fn succ_records(
+    item: &mut Map<String, Value>,
+    peer: &Redactor,
+) -> std::result::Result<Vec<Value>, String> {
+    // The places in reading order; a null variant counts as absent.
+    let data_is_list = matches!(item.get("data"), Some(Value::Array(_)));
+    let found = {
+        let data = item.get("data").and_then(Value::as_object);
+        let spec = data.and_then(|d| d.get("reg_records"));
+        let mut places: Vec<(&str, Option<&Value>)> = vec![("data.reg_records", spec)];
+        for k in DATA_VARIANTS {
+            places.push((k, data.and_then(|d| d.get(k)).filter(|v| !v.is_null())));
+        }
+        places.push(("data", item.get("data").filter(|_| data_is_list)));
+        for k in ITEM_VARIANTS {
+            places.push((k, item.get(k).filter(|v| !v.is_null())));
+        }
+        let mut first = None;
+        let mut bad = None;
+        for (i, (name, v)) in places.iter().enumerate() {
+            match v.map(shape) {
+                Some(Shape::Records) if first.is_none() => first = Some(i),
+                Some(Shape::Bad) if bad.is_none() => bad = Some(*name),
+                _ => {}
+            }
+        }
+        match (first, bad) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(name)) => Err(format!("{name} is not a list of records")),
+            (None, None) => Ok(None),
+        }
+    }?;
+    if let Some(i) = found {
+        let place = match i {
+            0 => item.get_mut("data").and_then(|d| d.get_mut("reg_records")),
+            1 | 2 => item
+                .get_mut("data")
+                .and_then(|d| d.get_mut(DATA_VARIANTS[i - 1])),
+            3 => item.get_mut("data"),
+            _ => item.get_mut(ITEM_VARIANTS[i - 4]),
+        };
+        return Ok(place.map(take_records).unwrap_or_default());
+    }
+    let data = match item.get("data") {
+        Some(Value::Object(d)) => d,
+        Some(Value::Null) | None => return Err("a succ item without data".into()),
+        Some(other) => {
+            return Err(format!(
+                "data is a JSON {}, not an object",
+                json_kind(other)
+            ))
+        }
+    };
+    if !data.contains_key("reg_records") {
+        return Err("data.reg_records is missing".into());
+    }
+    let holds_records = |v: &Value| match v {
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => false,
+    };
+    if let Some(k) = data
+        .iter()
+        .find(|(k, v)| {
+            !DATA_KEYS.contains(&k.as_str())
+                && !DATA_VARIANTS.contains(&k.as_str())
+                && holds_records(v)
+        })
+        .map(|(k, _)| k)
+    {
+        return Err(format!(
+            "data.{} may hold records next to an empty reg_records",
+            peer.text(k)
+        ));
+    }
+    if let Some(k) = item
+        .iter()
+        .find(|(k, v)| {
+            !ITEM_KEYS.contains(&k.as_str())
+                && !ITEM_VARIANTS.contains(&k.as_str())
+                && holds_records(v)
+        })
+        .map(|(k, _)| k)
+    {
+        return Err(format!(
+            "{} may hold records next to an empty reg_records",
+            peer.text(k)
+        ));
+    }
+    more_records(item, data)?;
+    Ok(vec![])
+}
+
+/// Names (lower case, without `_` and `-`) under which a registry may say how many records
+/// exist: in the item, its `data` or a `pagination` of either.
+const TOTAL_KEYS: [&str; 8] = [
+    "totalcount",
+    "total",
+    "totalrecords",
+    "recordcount",
+    "count",
+    "totalresults",
+    "totalhits",
+    "totalitems",
+];
+
+/// Err when a pagination (or a total) says records exist although none came back, or cannot
+/// be read.
+fn more_records(
+    item: &Map<String, Value>,
+    data: &Map<String, Value>,
+) -> std::result::Result<(), String> {
+    let mut places: Vec<&Map<String, Value>> = vec![item, data];
+    for holder in [item, data] {
+        match holder.get("pagination") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(p)) => places.push(p),
+            Some(_) => return Err("pagination is not an object".into()),
+        }
+    }
+    for place in places {
+        for (key, value) in place {
+            let name: String = key
+                .chars()
+                .filter(|c| *c != '_' && *c != '-')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if !TOTAL_KEYS.contains(&name.as_str()) {
+                continue;
+            }
+            let count = match value {
+                Value::Null => continue,
+                Value::Number(n) => n.as_str().parse::<f64>().ok(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match count {
+                Some(c) if c.is_finite() && c > 0.0 => {
+                    return Err(format!("{key} says {c} records exist but none came back"))
+                }
+                Some(c) if c.is_finite() && c >= 0.0 => {}
+                _ => return Err(format!("{key} is not a count")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one answered item matched to `reference_id` (see [`succ_records`] for `succ`).
+/// `pending`: the answer's header says it is not complete, so only pending items agree with it.
+fn read_item(reference_id: &str, mut raw: Value, pending: bool, peer: &Redactor) -> ItemAnswer {
+    let undecided = |raw: Value, why: String| ItemAnswer::undecided(reference_id, raw, why);
+    let Value::Object(item) = &mut raw else {
+        let why = format!("the item is a JSON {}, not an object", json_kind(&raw));
+        return undecided(raw, why);
+    };
+    let status = match item.get("status") {
+        Some(Value::String(s)) => match s.as_str() {
+            "succ" => ItemStatus::Succ,
+            "rjct" => ItemStatus::Rjct,
+            "pdng" | "rcvd" => ItemStatus::Pending,
+            other => {
+                let why = format!(
+                    "the item's status '{}' is not one of succ, rjct, pdng, rcvd",
+                    peer.text(other)
+                );
+                return undecided(raw, why);
+            }
         },
-        Some(data @ Value::Array(_)) => match data.take() {
-            Value::Array(r) => r,
-            _ => vec![],
+        Some(other) => {
+            let why = format!("the item's status is a JSON {}", json_kind(other));
+            return undecided(raw, why);
+        }
+        None => return undecided(raw, "the item has no status".into()),
+    };
+    if pending && status != ItemStatus::Pending {
+        let why = format!(
+            "the answer's header says pending but the item says {}",
+            status.as_str()
+        );
+        return undecided(raw, why);
+    }
+    let text = |item: &Map<String, Value>, k: &str| {
+        item.get(k).and_then(Value::as_str).map(|t| peer.text(t))
+    };
+    let (reason_code, reason_message) = (
+        text(item, "status_reason_code"),
+        text(item, "status_reason_message"),
+    );
+    let records = match status {
+        ItemStatus::Succ => match succ_records(item, peer) {
+            Ok(records) => records,
+            Err(why) => return undecided(raw, why),
         },
         _ => vec![],
     };
-    let mut reason_code = text(&raw, "status_reason_code");
-    if status == ItemStatus::Rjct && reason_code.is_none() {
-        reason_code = text(&raw, "status");
-    }
     ItemAnswer {
         reference_id: reference_id.to_owned(),
         status,
         reason_code,
-        reason_message: text(&raw, "status_reason_message"),
+        reason_message,
         records,
         raw,
     }
 }
 
-/// Matches answered items to request items by `reference_id`; positionally only when the
-/// registry echoes none and the counts match. Unanswered request items are `Missing`.
-pub fn match_items(reference_ids: &[String], answer: Option<Value>) -> Vec<ItemAnswer> {
-    let answered: Vec<Value> = match answer {
-        Some(Value::Array(a)) => a,
-        Some(v @ Value::Object(_)) => vec![v],
-        _ => vec![],
-    };
-    let ref_of = |a: &Value| {
-        a.get("reference_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let echoed = answered.iter().any(|a| ref_of(a).is_some());
-    let positional = !echoed && answered.len() == reference_ids.len();
-    let mut slots: Vec<Option<Value>> = answered.into_iter().map(Some).collect();
-    let mut by_ref: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    if echoed {
-        for (i, a) in slots.iter().enumerate() {
-            if let Some(r) = a.as_ref().and_then(ref_of) {
-                by_ref.entry(r).or_insert(i);
-            }
+/// Matches answered items to the request items (PROTOCOL §6) and reads each strictly: one
+/// [`ItemAnswer`] per reference id, in request order.
+///
+/// Items are matched by `reference_id` only; an item without one is accepted only when exactly
+/// one item was asked. An item naming a reference id that was not sent, a reference id that is
+/// not a string, an unmatched item among several asked, or an answer without a
+/// `search_response` list is an error: the answer is not bound to the request. Two items for one
+/// reference id make it [`ItemStatus::Undecided`] (never "first wins"); a request item nobody
+/// answered is [`ItemStatus::Missing`].
+pub fn match_items(
+    reference_ids: &[String],
+    answer: Option<Value>,
+    pending: bool,
+    peer: &Redactor,
+) -> Result<Vec<ItemAnswer>> {
+    let answered = match answer {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => {
+            return Err(Error::Protocol("the answer has no search_response".into()))
         }
-    }
-    reference_ids
+        Some(other) => {
+            return Err(Error::Protocol(format!(
+                "search_response is a JSON {}, not a list",
+                json_kind(&other)
+            )))
+        }
+    };
+    let index: HashMap<&str, usize> = reference_ids
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let slot = if positional {
-                Some(i)
-            } else {
-                by_ref.get(r.as_str()).copied()
-            };
-            match slot.and_then(|s| slots.get_mut(s)).and_then(Option::take) {
-                Some(raw) => read_item(r, raw),
-                None => ItemAnswer {
-                    reference_id: r.clone(),
-                    status: ItemStatus::Missing,
-                    reason_code: None,
-                    reason_message: Some("the answer has no item for this reference_id".into()),
-                    records: vec![],
-                    raw: Value::Null,
-                },
+        .map(|(i, r)| (r.as_str(), i))
+        .collect();
+    // None: unanswered; Some(Ok(item)); Some(Err(())): answered more than once.
+    let mut slots: Vec<Option<std::result::Result<Value, ()>>> = vec![None; reference_ids.len()];
+    for item in answered {
+        let slot = match item.get("reference_id") {
+            Some(Value::String(r)) => *index.get(r.as_str()).ok_or_else(|| {
+                Error::Protocol(format!(
+                    "the answer has an item for a reference_id that was not sent ({})",
+                    peer.text(r)
+                ))
+            })?,
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "an item's reference_id is a JSON {}, not a string",
+                    json_kind(other)
+                )))
             }
+            None if reference_ids.len() == 1 => 0,
+            None => {
+                return Err(Error::Protocol(format!(
+                    "an item without reference_id cannot be matched: the request asked {} \
+                     identifiers, matched by reference_id only",
+                    reference_ids.len()
+                )))
+            }
+        };
+        slots[slot] = match slots[slot].take() {
+            None => Some(Ok(item)),
+            Some(_) => Some(Err(())),
+        };
+    }
+    Ok(reference_ids
+        .iter()
+        .zip(slots)
+        .map(|(r, slot)| match slot {
+            Some(Ok(raw)) => read_item(r, raw, pending, peer),
+            Some(Err(())) => ItemAnswer::without_answer(
+                r,
+                ItemStatus::Undecided,
+                "two or more items answer this reference_id".into(),
+            ),
+            None => ItemAnswer::without_answer(
+                r,
+                ItemStatus::Missing,
+                "the answer has no item for this reference_id".into(),
+            ),
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -1050,41 +1612,188 @@ mod tests {
 
     #[test]
     fn the_three_error_shapes_are_read() {
+        let peer = Redactor::new();
         let dci = json!({"message": {"ack_status": "ERR", "error": {"code": "err.request.bad", "message": "bad"}}});
         assert_eq!(
-            error_of(&dci),
+            error_of(&dci, &peer),
             (Some("err.request.bad".into()), Some("bad".into()))
         );
         let errors = json!({"errors": [{"code": "err.signature.invalid", "message": "nope"}]});
         assert_eq!(
-            error_of(&errors).0.as_deref(),
+            error_of(&errors, &peer).0.as_deref(),
             Some("err.signature.invalid")
         );
         let detail = json!({"detail": "Not authenticated"});
-        assert_eq!(error_of(&detail), (None, Some("Not authenticated".into())));
+        assert_eq!(
+            error_of(&detail, &peer),
+            (None, Some("Not authenticated".into()))
+        );
         let detail_list = json!({"detail": [{"msg": "field required"}]});
-        assert_eq!(error_of(&detail_list).1.as_deref(), Some("field required"));
+        assert_eq!(
+            error_of(&detail_list, &peer).1.as_deref(),
+            Some("field required")
+        );
+        let echo = Redactor::new().with_secret("tok-0123456789abcdef");
+        let leaky = json!({"detail": {"code": "tok-0123456789abcdef", "message": "Bearer tok-0123456789abcdef"}});
+        assert_eq!(
+            error_of(&leaky, &echo),
+            (Some("***".into()), Some("Bearer ***".into()))
+        );
+    }
+
+    fn one(item: Value) -> ItemAnswer {
+        let refs = vec!["a".to_string()];
+        match_items(&refs, Some(json!([item])), false, &Redactor::new())
+            .unwrap()
+            .remove(0)
     }
 
     #[test]
-    fn items_match_by_reference_id_then_positionally() {
+    fn only_the_documented_shape_is_zero_records() {
+        let rec = json!({"member": {"name": "x"}});
+        let zero = one(json!({"reference_id": "a", "status": "succ", "data": {"reg_records": []}}));
+        assert_eq!((zero.status, zero.records.len()), (ItemStatus::Succ, 0));
+        for found in [
+            json!({"status": "succ", "data": {"reg_records": [rec]}}),
+            json!({"status": "succ", "data": [rec]}),
+            json!({"status": "succ", "data": {"records": [rec]}}),
+            json!({"status": "succ", "data": {"reg_records": [], "reg_record": rec}}),
+            json!({"status": "succ", "data": {"reg_records": null}, "records": [rec]}),
+        ] {
+            let item = one(found.clone());
+            assert_eq!(
+                (item.status, item.records.len()),
+                (ItemStatus::Succ, 1),
+                "{found}"
+            );
+        }
+        for undecided in [
+            json!({"status": "succ"}),
+            json!({"status": "succ", "data": {}}),
+            json!({"status": "succ", "data": null}),
+            json!({"status": "succ", "data": []}),
+            json!({"status": "succ", "data": {"reg_records": null}}),
+            json!({"status": "succ", "data": {"reg_records": "[]"}}),
+            json!({"status": "succ", "data": {"reg_records": 0}}),
+            json!({"status": "succ", "data": {"reg_records": {}}}),
+            json!({"status": "succ", "data": {"reg_records": [1]}}),
+            json!({"status": "succ", "data": {"reg_records": [], "records": "x"}}),
+            json!({"status": "succ", "data": {"reg_records": [], "people": [rec]}}),
+            json!({"status": "succ", "data": {"reg_records": [], "people": rec}}),
+            json!({"status": "succ", "data": {"reg_records": []}, "hits": [rec]}),
+            json!({"status": "succ", "data": {"reg_records": []}, "pagination": {"total_count": 2}}),
+            json!({"status": "succ", "data": {"reg_records": []}, "pagination": {"total_count": "2"}}),
+            json!({"status": "succ", "data": {"reg_records": []}, "pagination": {"total_count": -1}}),
+            json!({"status": "succ", "data": {"reg_records": []}, "pagination": {"total_count": true}}),
+            json!({"status": "succ", "data": {"reg_records": []}, "pagination": []}),
+            json!({"status": "succ", "data": {"reg_records": [], "total": 1}}),
+            json!({"status": "succ", "data": {"reg_records": [], "pagination": {"total_count": 1}}}),
+            json!({"data": {"reg_records": []}}),
+            json!({"status": "SUCC", "data": {"reg_records": []}}),
+            json!({"status": "ok", "data": {"reg_records": [rec]}}),
+            json!({"status": null, "data": {"reg_records": []}}),
+            json!({"status": ["succ"], "data": {"reg_records": []}}),
+            json!("succ"),
+            json!(null),
+            json!([]),
+        ] {
+            let item = one(undecided.clone());
+            assert_eq!(item.status, ItemStatus::Undecided, "{undecided}");
+            assert!(item.reason_message.is_some());
+        }
+        let pending = json!({"status": "succ", "data": {"reg_records": []}});
+        let refs = vec!["a".to_string()];
+        let read = match_items(&refs, Some(json!([pending])), true, &Redactor::new()).unwrap();
+        assert_eq!(
+            read[0].status,
+            ItemStatus::Undecided,
+            "header pdng, item succ"
+        );
+    }
+
+    #[test]
+    fn enrolled_is_yes_or_no_exactly() {
+        let read = |header: Value, items: Value| {
+            read_enrolled(&Reply {
+                sent: Sent::default(),
+                answer: Answer::Envelope {
+                    header,
+                    message: json!({"transaction_id": "t", "enrolled_response": items}),
+                },
+                verified: true,
+                peer: Redactor::new(),
+            })
+        };
+        let item = |e: Value| json!({"reference_id": "1", "status": "succ", "enrolled_status": e});
+        let succ = json!({"status": "succ"});
+        assert_eq!(
+            read(succ.clone(), json!([item(json!("yes"))])),
+            Enrolled::Yes
+        );
+        assert_eq!(
+            read(succ.clone(), json!([item(json!("no")), item(json!("no"))])),
+            Enrolled::No
+        );
+        for (header, items) in [
+            (succ.clone(), json!([item(json!("Yes"))])),
+            (succ.clone(), json!([item(json!(false))])),
+            (succ.clone(), json!([item(json!({"v": "no"}))])),
+            (succ.clone(), json!([item(json!("no")), item(json!("yes"))])),
+            (succ.clone(), json!([])),
+            (succ.clone(), json!({"enrolled_status": "no"})),
+            (
+                succ.clone(),
+                json!([{"status": "pdng", "enrolled_status": "no"}]),
+            ),
+            (succ.clone(), json!([{"enrolled_status": "no"}])),
+            (json!({"status": "pdng"}), json!([item(json!("no"))])),
+            (json!({}), json!([item(json!("no"))])),
+        ] {
+            assert!(
+                matches!(read(header.clone(), items.clone()), Enrolled::Undecided(_)),
+                "{header} {items}"
+            );
+        }
+    }
+
+    #[test]
+    fn items_match_by_reference_id_only() {
         let refs = vec!["a".to_string(), "b".to_string()];
-        let answer = json!([
-            {"reference_id": "b", "status": "succ", "data": {"reg_records": [{"x": 1}]}},
-            {"reference_id": "zzz", "status": "succ"},
-        ]);
-        let items = match_items(&refs, Some(answer));
-        assert_eq!(items[0].status, ItemStatus::Missing);
-        assert_eq!(items[1].status, ItemStatus::Succ);
-        assert_eq!(items[1].records.len(), 1);
-        let bare = json!([{"status": "rjct", "status_reason_code": "rjct.x"}, {"status": "succ", "data": [{"y": 2}]}]);
-        let items = match_items(&refs, Some(bare));
+        let peer = Redactor::new();
+        let zero =
+            |r: &str| json!({"reference_id": r, "status": "succ", "data": {"reg_records": []}});
+        let items = match_items(&refs, Some(json!([zero("b")])), false, &peer).unwrap();
+        assert_eq!(
+            (items[0].status, items[1].status),
+            (ItemStatus::Missing, ItemStatus::Succ)
+        );
+        let twice = match_items(
+            &refs,
+            Some(json!([zero("a"), zero("a"), zero("b")])),
+            false,
+            &peer,
+        )
+        .unwrap();
+        assert_eq!(
+            (twice[0].status, twice[1].status),
+            (ItemStatus::Undecided, ItemStatus::Succ)
+        );
+        for unbound in [
+            json!([zero("a"), zero("zzz")]),
+            json!([zero("a"), {"status": "succ", "data": {"reg_records": []}}]),
+            json!([zero("a"), {"reference_id": 1, "status": "succ"}]),
+            json!([zero("a"), {"reference_id": null, "status": "succ"}]),
+            json!([zero("a"), "b"]),
+            json!({"reference_id": "a"}),
+        ] {
+            let e = match_items(&refs, Some(unbound.clone()), false, &peer);
+            assert!(matches!(e, Err(Error::Protocol(_))), "{unbound}");
+        }
+        assert!(match_items(&refs, None, false, &peer).is_err());
+        let single = vec!["a".to_string()];
+        let bare = json!([{"status": "rjct", "status_reason_code": "rjct.x"}]);
+        let items = match_items(&single, Some(bare), false, &peer).unwrap();
         assert_eq!(items[0].status, ItemStatus::Rjct);
         assert_eq!(items[0].reason_code.as_deref(), Some("rjct.x"));
-        assert_eq!(items[1].records, vec![json!({"y": 2})]);
-        let short_answer = json!([{"status": "succ"}]);
-        assert!(match_items(&refs, Some(short_answer))
-            .iter()
-            .all(|i| i.status == ItemStatus::Missing));
     }
 }

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::client::{
-    match_items, search_criteria, DciClient, Endpoint, ItemAnswer, ItemStatus, IBR_REG_TYPE,
+    match_items, read_enrolled, search_criteria, DciClient, Endpoint, Enrolled, ItemAnswer,
+    ItemStatus, IBR_REG_TYPE,
 };
-use super::error::{Error, Result};
+use super::error::{Error, Redactor, Result};
 
 /// One identifier of a registrant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -299,6 +300,9 @@ pub struct DuplicationResult {
     pub outcomes: Vec<IdentifierOutcome>,
     pub reasons: Vec<String>,
     pub transaction_ids: Vec<String>,
+    /// Every answer read for it was a verified one: false when answers were read unverified
+    /// (explicit opt-in of the client, or a callback message not declared verified).
+    pub verified: bool,
 }
 
 impl DuplicationResult {
@@ -335,7 +339,11 @@ impl DuplicationResult {
     }
 
     /// Classifies outcomes (PROTOCOL §7).
-    pub fn classify(outcomes: Vec<IdentifierOutcome>, transaction_ids: Vec<String>) -> Self {
+    pub fn classify(
+        outcomes: Vec<IdentifierOutcome>,
+        transaction_ids: Vec<String>,
+        verified: bool,
+    ) -> Self {
         let mut reasons = Vec::new();
         let mut programs = BTreeSet::new();
         let mut any_records = false;
@@ -384,6 +392,7 @@ impl DuplicationResult {
             outcomes,
             reasons,
             transaction_ids,
+            verified,
         }
     }
 }
@@ -393,6 +402,14 @@ pub fn outcome_of(identifier: Identifier, item: ItemAnswer) -> IdentifierOutcome
     let (status, reason) = match item.status {
         ItemStatus::Succ if item.records.is_empty() => (OutcomeStatus::NoRecords, None),
         ItemStatus::Succ => (OutcomeStatus::Records, None),
+        ItemStatus::Pending if item.raw.is_null() => (OutcomeStatus::Pending, item.reason_message),
+        ItemStatus::Undecided => (
+            OutcomeStatus::Failed,
+            Some(format!(
+                "undecided: the answer decides nothing for this identifier ({})",
+                item.reason_message.as_deref().unwrap_or("unreadable item")
+            )),
+        ),
         ItemStatus::Rjct => (
             OutcomeStatus::Failed,
             Some(format!(
@@ -472,10 +489,10 @@ pub fn check_registrants(
                 let criteria = chunk.iter().map(|(_, _, id)| id.criteria()).collect();
                 let mut local = Vec::with_capacity(chunk.len());
                 match client.search_batch(criteria, None) {
-                    Ok((sent, items)) => {
-                        for ((r, i, id), item) in chunk.iter().zip(items) {
-                            let txn = Some(sent.transaction_id.clone());
-                            local.push((*r, *i, outcome_of(id.clone(), item), txn));
+                    Ok(reply) => {
+                        let txn = reply.sent.transaction_id;
+                        for ((r, i, id), item) in chunk.iter().zip(reply.items) {
+                            local.push((*r, *i, outcome_of(id.clone(), item), Some(txn.clone())));
                         }
                     }
                     Err(e) => {
@@ -502,80 +519,102 @@ pub fn check_registrants(
                 .into_iter()
                 .map(|x| x.expect("every identifier gets an outcome"))
                 .collect();
-            DuplicationResult::classify(o, txn.into_iter().collect())
+            DuplicationResult::classify(o, txn.into_iter().collect(), client.verifies_answers())
         })
         .collect()
 }
 
-/// The beneficiary records for one identifier; a rejected or unanswered item is an error.
+/// The beneficiary records for one identifier, read as strictly as a duplication check: a
+/// rejected item is a registry error, any item that decides nothing (pending, missing, of
+/// another shape) an [`Error::Undecided`] — never an empty list.
 pub fn search_beneficiaries(client: &DciClient, id: Identifier) -> Result<Vec<Beneficiary>> {
-    let criteria = vec![search_criteria(
-        "idtype-value",
-        json!({"type": id.id_type, "value": id.value}),
-        IBR_REG_TYPE,
-        None,
-        MAX_RECORDS_PER_IDENTIFIER,
-        1,
-    )];
-    let (_, items) = client.search_batch(criteria, None)?;
-    let item = items.into_iter().next().expect("one item");
-    let code = item.reason_code.clone();
+    let reply = client.search_batch(vec![id.criteria()], None)?;
+    let item = reply.items.into_iter().next().expect("one item");
+    let (status, code) = (item.status, item.reason_code.clone());
     let outcome = outcome_of(id, item);
-    match outcome.status {
-        OutcomeStatus::Records | OutcomeStatus::NoRecords => Ok(outcome.beneficiaries),
-        _ => Err(Error::Registry {
+    let reason = outcome.reason.unwrap_or_default();
+    match status {
+        ItemStatus::Succ => Ok(outcome.beneficiaries),
+        ItemStatus::Rjct => Err(Error::Registry {
             code,
-            message: outcome.reason.unwrap_or_default(),
+            message: reason,
         }),
+        ItemStatus::Pending | ItemStatus::Missing | ItemStatus::Undecided => {
+            Err(Error::Undecided(reason))
+        }
     }
 }
 
-/// `(enrolled, whether /registry/sync/enrolled is offered, records)`: the enrolled call when
-/// offered (with a search for detail when the answer is yes), search otherwise.
+/// Whether an identifier is enrolled (PROTOCOL §6), decided by a verified (or explicitly
+/// accepted unverified) answer.
+#[derive(Clone, Debug)]
+pub struct EnrollmentStatus {
+    pub enrolled: bool,
+    /// The answer came from `/registry/sync/enrolled` (false: from search, the registry does
+    /// not offer the call).
+    pub via_enrolled: bool,
+    /// Detail: the identifier's records (best effort after an enrolled "yes").
+    pub records: Vec<Beneficiary>,
+    pub verified: bool,
+}
+
+/// The enrolled call when offered (with a search for detail when the answer is yes), search
+/// otherwise. An answer that does not decide (an enrolled status other than exactly yes/no, a
+/// search item that decides nothing) is [`Error::Undecided`], never "not enrolled".
 pub fn enrollment_status(
     client: &DciClient,
     id: Identifier,
     use_enrolled: bool,
-) -> Result<(bool, bool, Vec<Beneficiary>)> {
-    if use_enrolled {
-        let query = json!({"identifier_type": id.id_type, "identifier_value": id.value, "person_identifier": {"eq": id.value}});
-        match client.enrolled("expression", query, None) {
-            Ok(reply) => {
-                let yes = reply
-                    .message()
-                    .and_then(|m| m.get("enrolled_response"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|items| {
-                        items.iter().any(|i| {
-                            i.get("enrolled_status").and_then(Value::as_str) == Some("yes")
-                        })
-                    });
-                // Detail is best effort: the enrolled answer decides.
-                let records = if yes {
-                    search_beneficiaries(client, id).unwrap_or_default()
-                } else {
-                    vec![]
-                };
-                return Ok((yes, true, records));
-            }
-            Err(Error::HttpStatus {
-                status: 404 | 405 | 501,
-                ..
-            }) => {
-                log::debug!(
-                    "{} is not offered; using search",
-                    client.path(Endpoint::Enrolled)
-                );
-                let records = search_beneficiaries(client, id)?;
-                let yes = records.iter().any(Beneficiary::is_currently_enrolled);
-                return Ok((yes, false, records));
-            }
-            Err(e) => return Err(e),
-        }
+) -> Result<EnrollmentStatus> {
+    let by_search = |id: Identifier| -> Result<EnrollmentStatus> {
+        let records = search_beneficiaries(client, id)?;
+        Ok(EnrollmentStatus {
+            enrolled: records.iter().any(Beneficiary::is_currently_enrolled),
+            via_enrolled: false,
+            records,
+            verified: client.verifies_answers(),
+        })
+    };
+    if !use_enrolled {
+        return by_search(id);
     }
-    let records = search_beneficiaries(client, id)?;
-    let yes = records.iter().any(Beneficiary::is_currently_enrolled);
-    Ok((yes, false, records))
+    let query = json!({"identifier_type": id.id_type, "identifier_value": id.value, "person_identifier": {"eq": id.value}});
+    let reply = match client.enrolled("expression", query, None) {
+        Ok(reply) => reply,
+        Err(Error::HttpStatus {
+            status: 404 | 405 | 501,
+            ..
+        }) => {
+            log::debug!(
+                "{} is not offered; using search",
+                client.path(Endpoint::Enrolled)
+            );
+            return by_search(id);
+        }
+        Err(e) => return Err(e),
+    };
+    let enrolled = match read_enrolled(&reply) {
+        Enrolled::Yes => true,
+        Enrolled::No => false,
+        Enrolled::Undecided(why) => {
+            return Err(Error::Undecided(format!(
+                "the enrolled answer does not say whether {} '{}' is enrolled: {why}",
+                id.id_type, id.value
+            )))
+        }
+    };
+    // Detail is best effort: the enrolled answer decides.
+    let records = if enrolled {
+        search_beneficiaries(client, id).unwrap_or_default()
+    } else {
+        vec![]
+    };
+    Ok(EnrollmentStatus {
+        enrolled,
+        via_enrolled: true,
+        records,
+        verified: reply.verified,
+    })
 }
 
 /// A failure reason: the error kind and its message (never secrets: errors carry none).
@@ -583,52 +622,150 @@ pub fn reason_of(e: &Error) -> String {
     format!("{}: {}", e.kind(), e)
 }
 
-/// Classifies a search answer message (sync answer or `on-search` callback).
-pub fn classify_message(
-    message: &Value,
-    reference_ids: &[String],
+/// Classifies the `on-search` callback messages of one request (PROTOCOL §6–8), in arrival
+/// order: the same strict reading and matching as a sync answer ([`match_items`]).
+///
+/// `reference_ids` (with `identifiers` in the same order, or empty) name the request items;
+/// without them, one identifier takes the only reference_id the messages answer, and no
+/// identifier at all means "the reference_ids the messages answer". `transaction_id`, when
+/// given, must be every message's. A pending item is superseded by a later answer to its
+/// reference_id; any other second answer makes it undecided (never "last wins"). An identifier
+/// no message answered yet is pending — the result is then not complete, never `no_match`.
+/// `verified`: the caller verified every message (the callback router does).
+pub fn classify_callbacks(
+    messages: &[&Value],
+    reference_ids: Option<&[String]>,
     identifiers: &[Identifier],
+    transaction_id: Option<&str>,
+    verified: bool,
 ) -> DuplicationResult {
-    let answered = message.get("search_response");
-    let refs: Vec<String> = if reference_ids.is_empty() {
-        match answered {
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| {
-                    it.get("reference_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("#{i}"))
-                })
-                .collect(),
-            Some(Value::Object(_)) => vec![answered
-                .and_then(|a| a.get("reference_id"))
-                .and_then(Value::as_str)
-                .unwrap_or("#0")
-                .to_owned()],
-            _ => vec![],
+    let txns: Vec<String> = messages
+        .iter()
+        .find_map(|m| m.get("transaction_id").and_then(Value::as_str))
+        .map(|t| vec![t.to_owned()])
+        .unwrap_or_default();
+    let answered_refs = || {
+        let mut refs: Vec<String> = Vec::new();
+        for m in messages {
+            if let Some(Value::Array(items)) = m.get("search_response") {
+                for r in items.iter().filter_map(|i| i.get("reference_id")?.as_str()) {
+                    if !refs.iter().any(|x| x == r) {
+                        refs.push(r.to_owned());
+                    }
+                }
+            }
         }
-    } else {
-        reference_ids.to_vec()
+        refs
     };
-    let items = match_items(&refs, answered.cloned());
-    let outcomes = items
+    let (refs, ids): (Vec<String>, Vec<Identifier>) =
+        match (reference_ids, identifiers.len()) {
+            (Some(refs), n) if n == refs.len() => (refs.to_vec(), identifiers.to_vec()),
+            (Some(refs), 0) => (
+                refs.to_vec(),
+                refs.iter()
+                    .map(|r| Identifier::new("reference_id", r.clone()))
+                    .collect(),
+            ),
+            (None, 0) => {
+                let refs = answered_refs();
+                let ids = refs
+                    .iter()
+                    .map(|r| Identifier::new("reference_id", r.clone()))
+                    .collect();
+                (refs, ids)
+            }
+            (None, 1) => {
+                let mut refs = answered_refs();
+                if refs.len() > 1 {
+                    return all_failed(
+                    identifiers,
+                    "protocol error: the callbacks answer several reference_ids for one identifier",
+                    txns,
+                    verified,
+                );
+                }
+                (vec![refs.pop().unwrap_or_default()], identifiers.to_vec())
+            }
+            _ => return all_failed(
+                identifiers,
+                "invalid input: several identifiers need their reference_ids, in the same order",
+                txns,
+                verified,
+            ),
+        };
+    let distinct: BTreeSet<&String> = refs.iter().collect();
+    if distinct.len() != refs.len() {
+        return all_failed(&ids, "invalid input: reference_ids repeat", txns, verified);
+    }
+    let mut slots: Vec<Option<ItemAnswer>> = vec![None; refs.len()];
+    for message in messages {
+        if let Some(want) = transaction_id {
+            if message.get("transaction_id").and_then(Value::as_str) != Some(want) {
+                return all_failed(
+                    &ids,
+                    "protocol error: a callback belongs to another transaction (or names none)",
+                    txns,
+                    verified,
+                );
+            }
+        }
+        let answered = message.get("search_response").cloned();
+        let items = match match_items(&refs, answered, false, &Redactor::new()) {
+            Ok(items) => items,
+            Err(e) => return all_failed(&ids, &reason_of(&e), txns, verified),
+        };
+        for (slot, item) in slots.iter_mut().zip(items) {
+            if item.status == ItemStatus::Missing {
+                continue; // this message says nothing about it
+            }
+            *slot = Some(match slot.take() {
+                None => item,
+                Some(earlier) if earlier.status == ItemStatus::Pending => item,
+                Some(_) => ItemAnswer {
+                    status: ItemStatus::Undecided,
+                    reason_message: Some(
+                        "two callbacks answer this reference_id (never the last one wins)".into(),
+                    ),
+                    records: vec![],
+                    ..item
+                },
+            });
+        }
+    }
+    let outcomes = ids
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let id = identifiers
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| Identifier::new("reference_id", item.reference_id.clone()));
+        .zip(refs)
+        .zip(slots)
+        .map(|((id, r), slot)| {
+            let item = slot.unwrap_or_else(|| ItemAnswer {
+                reference_id: r,
+                status: ItemStatus::Pending,
+                reason_code: None,
+                reason_message: Some("no callback has answered this identifier yet".into()),
+                records: vec![],
+                raw: Value::Null,
+            });
             outcome_of(id, item)
         })
         .collect();
-    let txn = message
-        .get("transaction_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    DuplicationResult::classify(outcomes, txn.into_iter().collect())
+    DuplicationResult::classify(outcomes, txns, verified)
+}
+
+fn all_failed(
+    identifiers: &[Identifier],
+    reason: &str,
+    txns: Vec<String>,
+    verified: bool,
+) -> DuplicationResult {
+    let outcomes = identifiers
+        .iter()
+        .map(|id| failed_outcome(id.clone(), reason.to_owned()))
+        .collect();
+    let mut result = DuplicationResult::classify(outcomes, txns, verified);
+    if identifiers.is_empty() {
+        result.reasons = vec![reason.to_owned()];
+    }
+    result
 }
 
 #[cfg(test)]
@@ -656,7 +793,7 @@ mod tests {
             .iter()
             .map(|i| outcome_of(Identifier::new("UIN", "1"), i.clone()))
             .collect();
-        DuplicationResult::classify(outcomes, vec![])
+        DuplicationResult::classify(outcomes, vec![], true)
     }
 
     #[test]
@@ -694,7 +831,49 @@ mod tests {
             item(ItemStatus::Succ, vec![record(json!("Active"), "C")]),
         ]);
         assert_eq!(found.result, Some(Classification::ConfirmedMatch));
-        assert_eq!(DuplicationResult::classify(vec![], vec![]).result, None);
+        assert_eq!(
+            DuplicationResult::classify(vec![], vec![], true).result,
+            None
+        );
+    }
+
+    #[test]
+    fn callbacks_merge_per_reference_id_and_fail_closed() {
+        let ids = [Identifier::new("UIN", "1"), Identifier::new("UIN", "2")];
+        let refs = ["a".to_string(), "b".to_string()];
+        let msg = |items: Value| json!({"transaction_id": "t", "search_response": items});
+        let zero =
+            |r: &str| json!({"reference_id": r, "status": "succ", "data": {"reg_records": []}});
+        let first = msg(json!([{"reference_id": "a", "status": "pdng"}]));
+        let a = msg(json!([zero("a")]));
+        let b = msg(json!([zero("b")]));
+        let run =
+            |m: &[&Value], txn: Option<&str>| classify_callbacks(m, Some(&refs), &ids, txn, true);
+        let waiting = run(&[&first, &a], Some("t"));
+        let statuses: Vec<_> = waiting.outcomes.iter().map(|o| o.status.clone()).collect();
+        assert_eq!(statuses, [OutcomeStatus::NoRecords, OutcomeStatus::Pending]);
+        assert_eq!(waiting.result, None);
+        assert_eq!(
+            run(&[&first, &a, &b], Some("t")).result,
+            Some(Classification::NoMatch)
+        );
+        let twice = run(&[&a, &b, &a], None);
+        assert_eq!(twice.outcomes[0].status, OutcomeStatus::Failed);
+        assert_eq!(twice.result, None);
+        assert_eq!(run(&[&a, &b], Some("other")).result, None);
+        let unbound = msg(json!([zero("a"), zero("zzz")]));
+        assert!(run(&[&unbound], None).reasons[0].contains("not sent"));
+        let single = classify_callbacks(
+            &[&msg(
+                json!([{"status": "succ", "data": {"reg_records": []}}]),
+            )],
+            None,
+            &ids[..1],
+            None,
+            false,
+        );
+        assert_eq!(single.result, Some(Classification::NoMatch));
+        assert!(!single.verified);
     }
 
     #[test]

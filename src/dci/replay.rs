@@ -1,14 +1,33 @@
-//! Replay guard for receivers (PROTOCOL §3): remembers `(sender_id, message_id)` until the
-//! signature expires, in bounded memory.
+//! Replay guard (PROTOCOL §3): remembers `(sender_id, message_id)` until the signature expires,
+//! in bounded memory. Receivers of callbacks use it, and so does the client for the answers it
+//! reads (PROTOCOL §6: an answer's message_id is never accepted twice).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+use sha2::{Digest, Sha256};
+
 use super::error::{Error, Result};
 
+/// A remembered message: 128 bits of SHA-256 over the length-prefixed `sender_id` and
+/// `message_id`. A fixed 24 bytes
+/// per entry (with its expiry) whatever the peer's ids, and collisions out of reach.
+type Seen = u128;
+
+fn seen_key(sender_id: &str, message_id: &str) -> Seen {
+    let mut h = Sha256::new();
+    h.update((sender_id.len() as u64).to_le_bytes());
+    h.update(sender_id.as_bytes());
+    h.update(message_id.as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(first)
+}
+
 pub struct ReplayGuard {
-    seen: HashMap<(String, String), i64>,
-    by_expiry: BinaryHeap<Reverse<(i64, String, String)>>,
+    seen: HashMap<Seen, i64>,
+    by_expiry: BinaryHeap<Reverse<(i64, Seen)>>,
     max_entries: usize,
 }
 
@@ -32,7 +51,7 @@ impl ReplayGuard {
         now: i64,
     ) -> Result<bool> {
         self.purge(now);
-        let key = (sender_id.to_owned(), message_id.to_owned());
+        let key = seen_key(sender_id, message_id);
         if self.seen.contains_key(&key) {
             return Ok(false);
         }
@@ -42,19 +61,18 @@ impl ReplayGuard {
                 self.seen.len()
             )));
         }
-        self.by_expiry
-            .push(Reverse((expires, key.0.clone(), key.1.clone())));
+        self.by_expiry.push(Reverse((expires, key)));
         self.seen.insert(key, expires);
         Ok(true)
     }
 
     fn purge(&mut self, now: i64) {
-        while let Some(Reverse((expires, _, _))) = self.by_expiry.peek() {
+        while let Some(Reverse((expires, _))) = self.by_expiry.peek() {
             if *expires >= now {
                 break;
             }
-            if let Some(Reverse((_, s, m))) = self.by_expiry.pop() {
-                self.seen.remove(&(s, m));
+            if let Some(Reverse((_, key))) = self.by_expiry.pop() {
+                self.seen.remove(&key);
             }
         }
     }
@@ -91,5 +109,9 @@ mod tests {
             "forgotten after expiry"
         );
         assert_eq!(g.len(), 1);
+        // the length prefix keeps ("ab", "c") and ("a", "bc") apart
+        let mut g = ReplayGuard::new(10);
+        assert!(g.check("ab", "c", 100, 0).unwrap());
+        assert!(g.check("a", "bc", 100, 0).unwrap());
     }
 }

@@ -13,8 +13,8 @@ use super::json::{to_python, to_value};
 use super::signing::{PyJwks, PySigningKey};
 use crate::dci::auth::{Auth, CredentialLocation, OAuth2};
 use crate::dci::client::{
-    search_criteria, Ack, Answer, Callback, ClientConfig, DciClient, ItemAnswer, Reply, Retry,
-    Sent, Signing,
+    search_criteria, Ack, Answer, Callback, ClientConfig, DciClient, ItemAnswer, ItemStatus, Reply,
+    Retry, Sent, Signing,
 };
 use crate::dci::http::{HttpSettings, Secret};
 use crate::dci::keys::VerifyingKey;
@@ -46,7 +46,8 @@ impl PyDciClient {
         null_sender_uri = false, auth = "none",
         bearer_token = None, token_url = None, client_id = None, client_secret = None, scope = None,
         credentials_location = "body", signing_key = None, key_id = None, unsigned = false,
-        registry_keys = None, registry_jwks_url = None, allow_insecure_jwks = false, paths = None,
+        registry_keys = None, registry_jwks_url = None, allow_insecure_jwks = false,
+        accept_unverified_answers = false, paths = None,
         timeout = 30.0, connect_timeout = 10.0, verify_tls = true, ca_bundle = None,
         max_retries = 2, backoff = 0.2, max_response_bytes = 33554432
     ))]
@@ -71,6 +72,7 @@ impl PyDciClient {
         registry_keys: Option<&Bound<'_, PyAny>>,
         registry_jwks_url: Option<String>,
         allow_insecure_jwks: bool,
+        accept_unverified_answers: bool,
         paths: Option<std::collections::BTreeMap<String, String>>,
         timeout: f64,
         connect_timeout: f64,
@@ -209,6 +211,7 @@ impl PyDciClient {
             http,
             retry,
             max_response_bytes,
+            accept_unverified_answers,
         };
         Ok(PyDciClient {
             inner: Arc::new(DciClient::new(cfg)?),
@@ -283,21 +286,42 @@ impl PyDciClient {
             page_number,
         );
         let c = self.inner.clone();
-        let (sent, items) = blocking(py, move || c.search_batch(vec![criteria], transaction_id))?;
-        let item = items.into_iter().next().expect("one item per request item");
-        if item.status == crate::dci::client::ItemStatus::Rjct {
-            return Err(Error::Registry {
-                code: item.reason_code.clone(),
-                message: item
-                    .reason_message
-                    .clone()
-                    .unwrap_or_else(|| "search item rejected".into()),
+        let reply = blocking(py, move || c.search_batch(vec![criteria], transaction_id))?;
+        let item = reply.items.first().expect("one item per request item");
+        let why = || item.reason_message.clone().unwrap_or_default();
+        match item.status {
+            ItemStatus::Succ => {}
+            ItemStatus::Rjct => {
+                return Err(Error::Registry {
+                    code: item.reason_code.clone(),
+                    message: item
+                        .reason_message
+                        .clone()
+                        .unwrap_or_else(|| "search item rejected".into()),
+                }
+                .into())
             }
-            .into());
+            ItemStatus::Pending => {
+                return Err(Error::Undecided(format!(
+                    "the registry's answer is pending{}",
+                    item.reason_message
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ))
+                .into())
+            }
+            ItemStatus::Missing | ItemStatus::Undecided => {
+                return Err(Error::Undecided(format!(
+                    "the answer decides nothing for the query: {}",
+                    why()
+                ))
+                .into())
+            }
         }
-        let d = item_dict(py, &item)?;
-        d.set_item("transaction_id", sent.transaction_id)?;
-        d.set_item("message_id", sent.message_id)?;
+        let d = item_dict(py, item, reply.verified)?;
+        d.set_item("transaction_id", &reply.sent.transaction_id)?;
+        d.set_item("message_id", &reply.sent.message_id)?;
         Ok(d)
     }
 
@@ -337,8 +361,9 @@ impl PyDciClient {
 
     /// Many searches in one envelope. `queries` is a list of `(query_type, query)` pairs or of
     /// full search-criteria dicts; returns one item dict per query, in order, matched by
-    /// `reference_id`: `reference_id`, `status` (succ | rjct | pdng | missing),
-    /// `reason_code`, `reason_message`, `records`.
+    /// `reference_id`: `reference_id`, `status` (succ | rjct | pdng | missing | undecided),
+    /// `reason_code`, `reason_message`, `records` (a list only for succ, else None),
+    /// `verified`.
     #[pyo3(signature = (queries, *, reg_type = "ns:org:RegistryType:IBR", page_size = 10, transaction_id = None))]
     fn search_batch<'py>(
         &self,
@@ -353,10 +378,10 @@ impl PyDciClient {
             .map(|q| criteria_arg(&q, reg_type, page_size))
             .collect::<PyResult<Vec<_>>>()?;
         let c = self.inner.clone();
-        let (_, items) = blocking(py, move || c.search_batch(criteria, transaction_id))?;
+        let reply = blocking(py, move || c.search_batch(criteria, transaction_id))?;
         let out = PyList::empty(py);
-        for item in &items {
-            out.append(item_dict(py, item)?)?;
+        for item in &reply.items {
+            out.append(item_dict(py, item, reply.verified)?)?;
         }
         Ok(out)
     }
@@ -528,16 +553,27 @@ fn criteria_arg(q: &Bound<'_, PyAny>, reg_type: &str, page_size: u32) -> PyResul
     ))
 }
 
-pub fn item_dict<'py>(py: Python<'py>, item: &ItemAnswer) -> PyResult<Bound<'py, PyDict>> {
+/// One answered item; `records` is None unless the item decided (succ): an unanswered or
+/// undecided item can never be read as "nothing found".
+fn item_dict<'py>(
+    py: Python<'py>,
+    item: &ItemAnswer,
+    verified: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("reference_id", &item.reference_id)?;
     d.set_item("status", item.status.as_str())?;
     d.set_item("reason_code", &item.reason_code)?;
     d.set_item("reason_message", &item.reason_message)?;
-    d.set_item(
-        "records",
-        to_python(py, &Value::Array(item.records.clone()))?,
-    )?;
+    if item.status == ItemStatus::Succ {
+        d.set_item(
+            "records",
+            to_python(py, &Value::Array(item.records.clone()))?,
+        )?;
+    } else {
+        d.set_item("records", py.None())?;
+    }
+    d.set_item("verified", verified)?;
     Ok(d)
 }
 
@@ -552,13 +588,18 @@ fn ack_dict<'py>(py: Python<'py>, sent: &Sent, ack: &Ack) -> PyResult<Bound<'py,
     Ok(d)
 }
 
+/// The ACK dict, or the answer's message dict with `verified` set by us (over any key of that
+/// name the registry sent).
 fn reply_dict<'py>(py: Python<'py>, reply: &Reply) -> PyResult<Bound<'py, PyDict>> {
     match &reply.answer {
         Answer::Ack(ack) => ack_dict(py, &reply.sent, ack),
         Answer::Envelope { message, .. } | Answer::Bare(message) => {
             let v = to_python(py, message)?;
-            Ok(v.downcast_into::<PyDict>()
-                .unwrap_or_else(|_| PyDict::new(py)))
+            let d = v
+                .downcast_into::<PyDict>()
+                .unwrap_or_else(|_| PyDict::new(py));
+            d.set_item("verified", reply.verified)?;
+            Ok(d)
         }
     }
 }

@@ -40,6 +40,7 @@ impl From<Error> for PyErr {
             }
             Error::Registry { code, .. } => exception(py, "RegistryError", (message, code)),
             Error::Protocol(_) => exception(py, "ProtocolError", (message,)),
+            Error::Undecided(_) => exception(py, "UndecidedError", (message,)),
         })
     }
 }

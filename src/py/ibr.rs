@@ -175,6 +175,13 @@ impl PyDuplicationResult {
     fn raw_responses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_python(py, &Value::Array(self.inner.raw_responses()))
     }
+    /// True when every answer it was read from was verified against the registry's keys;
+    /// False for answers read unverified (``accept_unverified_answers=True`` without registry
+    /// keys, or ``parse_callback`` without ``verified=True``).
+    #[getter]
+    fn verified(&self) -> bool {
+        self.inner.verified
+    }
     /// The first transaction id used (None when nothing was sent).
     #[getter]
     fn transaction_id(&self) -> Option<String> {
@@ -204,6 +211,7 @@ impl PyDuplicationResult {
         }
         d.set_item("outcomes", outcomes)?;
         d.set_item("transaction_id", self.transaction_id())?;
+        d.set_item("verified", self.inner.verified)?;
         d.set_item("raw_responses", self.raw_responses(py)?)?;
         Ok(d)
     }
@@ -288,8 +296,8 @@ fn wrap(py: Python<'_>, key: PyObject, inner: DuplicationResult) -> PyDuplicatio
     PyDuplicationResult { key, inner }
 }
 
-fn failed_input(reason: String) -> DuplicationResult {
-    let mut r = DuplicationResult::classify(vec![], vec![]);
+fn failed_input(reason: String, verified: bool) -> DuplicationResult {
+    let mut r = DuplicationResult::classify(vec![], vec![], verified);
     r.reasons = vec![format!("invalid input: {reason}")];
     r
 }
@@ -380,8 +388,9 @@ impl PyIbrService {
             .collect())
     }
 
-    /// `{"enrolled": bool, "programs": [...], "beneficiary_info": [...]}` from
-    /// `/registry/sync/enrolled` when the registry offers it (search otherwise, and for detail).
+    /// `{"enrolled": bool, "programs": [...], "beneficiary_info": [...], "verified": bool}`
+    /// from `/registry/sync/enrolled` when the registry offers it (search otherwise, and for
+    /// detail). An answer that does not decide raises `UndecidedError`, never "not enrolled".
     fn get_enrollment_status<'py>(
         &self,
         py: Python<'py>,
@@ -390,14 +399,15 @@ impl PyIbrService {
     ) -> PyResult<Bound<'py, PyDict>> {
         let client = self.client.clone();
         let use_enrolled = self.enrolled_supported.load(Ordering::Relaxed);
-        let (enrolled, offered, records) = blocking(py, move || {
+        let status = blocking(py, move || {
             ibr::enrollment_status(&client, Identifier::new(id_type, id_value), use_enrolled)
         })?;
-        if !offered {
+        if !status.via_enrolled {
             self.enrolled_supported.store(false, Ordering::Relaxed);
         }
         let d = PyDict::new(py);
-        let mut programs: Vec<String> = records
+        let mut programs: Vec<String> = status
+            .records
             .iter()
             .flat_map(|b| {
                 b.enrolments
@@ -407,36 +417,73 @@ impl PyIbrService {
             .collect();
         programs.sort();
         programs.dedup();
-        d.set_item("enrolled", enrolled)?;
+        d.set_item("enrolled", status.enrolled)?;
         d.set_item("programs", programs)?;
         let info = PyList::empty(py);
-        for b in records {
+        for b in status.records {
             info.append(PyBeneficiary { inner: b }.to_dict(py)?)?;
         }
         d.set_item("beneficiary_info", info)?;
+        d.set_item("verified", status.verified)?;
         Ok(d)
     }
 
-    /// Classifies a search answer or `on-search` callback message exactly like a sync answer.
-    /// `reference_ids`/`identifiers` (same order) name the request items when known.
+    /// Classifies `on-search` callback messages (or a search answer message) with the same
+    /// strict reading and matching as a sync answer; see the stub for the arguments.
     #[staticmethod]
-    #[pyo3(signature = (message, *, reference_ids = None, identifiers = None))]
+    #[pyo3(signature = (message, *, reference_ids = None, identifiers = None, transaction_id = None, earlier = None, verified = false))]
     fn parse_callback(
         py: Python<'_>,
         message: &Bound<'_, PyAny>,
         reference_ids: Option<Vec<String>>,
         identifiers: Option<&Bound<'_, PyAny>>,
+        transaction_id: Option<String>,
+        earlier: Option<&Bound<'_, PyAny>>,
+        verified: bool,
     ) -> PyResult<PyDuplicationResult> {
         let ids = identifiers
             .map(identifiers_of)
             .transpose()
             .map_err(PyValueError::new_err)?
             .unwrap_or_default();
-        let value = to_value(message)?;
+        match &reference_ids {
+            Some(refs)
+                if refs.iter().collect::<std::collections::BTreeSet<_>>().len() != refs.len() =>
+            {
+                return Err(PyValueError::new_err("reference_ids repeat"))
+            }
+            Some(refs) if !ids.is_empty() && refs.len() != ids.len() => {
+                return Err(PyValueError::new_err(
+                    "reference_ids and identifiers must have the same length (same order)",
+                ))
+            }
+            None if ids.len() > 1 => {
+                return Err(PyValueError::new_err(
+                    "several identifiers need their reference_ids (same order): answers are \
+                     matched by reference_id only",
+                ))
+            }
+            _ => {}
+        }
+        let mut messages = match earlier {
+            None => vec![],
+            Some(e) => match to_value(e)? {
+                Value::Array(list) => list,
+                _ => return Err(PyValueError::new_err("earlier must be a list of messages")),
+            },
+        };
+        messages.push(to_value(message)?);
+        let views: Vec<&Value> = messages.iter().collect();
         Ok(wrap(
             py,
             py.None(),
-            ibr::classify_message(&value, &reference_ids.unwrap_or_default(), &ids),
+            ibr::classify_callbacks(
+                &views,
+                reference_ids.as_deref(),
+                &ids,
+                transaction_id.as_deref(),
+                verified,
+            ),
         ))
     }
 }
@@ -526,7 +573,7 @@ impl PyCheckIterator {
             let result = results.next().expect("one result per registrant");
             let result = match input {
                 Ok(_) => result,
-                Err(reason) => failed_input(reason),
+                Err(reason) => failed_input(reason, self.client.verifies_answers()),
             };
             self.done += 1;
             self.failed += usize::from(result.failed());
