@@ -276,7 +276,6 @@ def assert_ack(response: Any, correlation_id: str) -> None:
             "ack_status": "ACK",
             "timestamp": NOW_TS,
             "correlation_id": correlation_id,
-            "error": None,
         }
     }
 

@@ -507,7 +507,6 @@ class _Processor:
                 "ack_status": "ACK",
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                 "correlation_id": correlation_id,
-                "error": None,
             }
         }
 

@@ -1392,6 +1392,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "require_auth": not args.no_auth,
         "require_signatures": not args.no_signatures,
+        "strict": not args.no_strict,
+        "one_callback_url": args.one_callback_url,
         "host": args.host,
         "port": args.port,
     }
@@ -1820,6 +1822,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sender-id", help="the sandbox's sender id")
     p.add_argument("--no-auth", action="store_true", help="do not require bearer tokens")
     p.add_argument("--no-signatures", action="store_true", help="do not require signed requests")
+    p.add_argument(
+        "--no-strict", action="store_true", help="accept requests that do not conform to the spec"
+    )
+    p.add_argument(
+        "--one-callback-url",
+        action="store_true",
+        help="post every callback to the request's sender_uri as given",
+    )
     p.add_argument(
         "--trust",
         action="append",
