@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -618,3 +619,39 @@ def test_stop_closes_a_held_keep_alive_connection() -> None:
         with pytest.raises(httpx.TransportError) as failed:
             held.get(url)
         assert not isinstance(failed.value, httpx.TimeoutException)
+
+
+def test_cli_sandbox_options_not_strict_and_one_callback_url(receiver: Receiver) -> None:
+    options = ["--synthetic", "5", "--no-auth", "--no-signatures", "--no-strict"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spp_dci_ibr", "sandbox", *options, "--one-callback-url"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        fields = {}
+        for line in proc.stdout:
+            if line.startswith("  "):
+                fields[line[2:16].strip()] = line[16:].strip()
+            if line.startswith("Press Ctrl-C"):
+                break
+        assert fields["enforces"] == "nothing"
+        header = {
+            "message_id": str(uuid.uuid4()),
+            "message_ts": _now(),
+            "action": "search",
+            "sender_id": SP,
+            "total_count": 1,
+            "sender_uri": receiver.url.replace("/registry/on-search", "/one/url"),
+        }
+        body = {"signature": "", "header": header, "message": search_message(("r", "UIN", "x"))}
+        body["message"]["search_request"][0]["timestamp"] = ""  # refused in strict mode
+        resp = httpx.post(fields["url"] + "/registry/search", json=body, timeout=20)
+        assert resp.status_code == 202, resp.text
+        path, callback = receiver.next()
+        assert (path, callback["header"]["action"]) == ("/one/url", "on-search")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

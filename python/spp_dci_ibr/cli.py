@@ -1468,8 +1468,9 @@ def _serve_sandbox(
         checks = [
             "bearer tokens" if not args.no_auth else "",
             "signatures" if not args.no_signatures else "",
+            "the spec's schemas" if not args.no_strict else "",
         ]
-        enforced = " and ".join(c for c in checks if c) or "nothing"
+        enforced = ", ".join(c for c in checks if c) or "nothing"
         out.write(f"  {'enforces':<14} {enforced}\n")
         for sender, _key in trusted:
             out.write(f"  {'trusts':<14} {sender}\n")
