@@ -19,7 +19,7 @@
 //!
 //! The YAML is the source; the JSON copy embedded here is generated from it (`make spec-json`),
 //! and tests/test_spec_conformance.py checks that they agree. The documented defects of the
-//! document (spec/README.md) are handled by [`lenient`], each with its reason.
+//! document (spec/README.md) are read leniently by `lenient`, each with its reason.
 
 use std::collections::HashMap;
 use std::fmt;
