@@ -146,9 +146,13 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The loaded document, with its leniencies applied and its patterns compiled.
+/// The loaded document, with its leniencies applied, its references resolved and its patterns
+/// compiled.
 pub struct Spec {
-    doc: Value,
+    /// Loaded once per process and never dropped (it lives in a `OnceLock`), so that the
+    /// resolved references can point into it.
+    doc: &'static Value,
+    refs: HashMap<&'static str, &'static Value>,
     patterns: HashMap<String, Regex>,
     uri: Regex,
     ip_future: Regex,
@@ -286,6 +290,31 @@ fn lenient(doc: &mut Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Every `$ref` of the document that resolves, with its target.
+fn collect_refs(doc: &'static Value) -> HashMap<&'static str, &'static Value> {
+    fn visit(
+        doc: &'static Value,
+        v: &'static Value,
+        out: &mut HashMap<&'static str, &'static Value>,
+    ) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("$ref") {
+                    if let Some(target) = r.strip_prefix('#').and_then(|p| doc.pointer(p)) {
+                        out.insert(r.as_str(), target);
+                    }
+                }
+                o.values().for_each(|x| visit(doc, x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| visit(doc, x, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    visit(doc, doc, &mut out);
+    out
+}
+
 fn collect_patterns(v: &Value, out: &mut HashMap<String, Regex>) -> Result<(), String> {
     match v {
         Value::Object(o) => {
@@ -419,13 +448,15 @@ impl Spec {
         let mut doc: Value =
             serde_json::from_str(text).map_err(|e| format!("the spec is not JSON: {e}"))?;
         lenient(&mut doc)?;
+        let doc: &'static Value = Box::leak(Box::new(doc));
         let mut patterns = HashMap::new();
-        collect_patterns(&doc, &mut patterns)?;
+        collect_patterns(doc, &mut patterns)?;
         let uri = Regex::new(&uri_regex()).map_err(|e| e.to_string())?;
         let ip_future = Regex::new(r"^[vV][0-9A-Fa-f]+\.[A-Za-z0-9_.~!$&'()*+,;=:\-]+$")
             .map_err(|e| e.to_string())?;
         Ok(Spec {
             doc,
+            refs: collect_refs(doc),
             patterns,
             uri,
             ip_future,
@@ -434,7 +465,7 @@ impl Spec {
 
     /// The document, leniencies applied.
     pub fn document(&self) -> &Value {
-        &self.doc
+        self.doc
     }
 
     /// `components.schemas.<name>`.
@@ -489,9 +520,9 @@ impl Spec {
     }
 
     fn resolve(&self, reference: &str, at: &[Step]) -> Result<&Value, Violation> {
-        reference
-            .strip_prefix('#')
-            .and_then(|p| self.doc.pointer(p))
+        self.refs
+            .get(reference)
+            .copied()
             .ok_or_else(|| Violation::new(at, format!("the spec's $ref {reference} is unresolved")))
     }
 
