@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 WHEELS := target/wheels
 
-.PHONY: demo test venv wheel dev rust-test rust-lint py-test py-lint bench fuzz-smoke clean
+.PHONY: demo test venv wheel dev rust-test rust-lint py-test py-lint bench fuzz-smoke spec-json clean
 
 $(VENV)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ fuzz-smoke:
 		$(FUZZ_CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- $(FUZZ_ARGS) || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz-smoke: crashes in:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
+
+# The JSON copy of the IBR spec that the sandbox embeds (spec/README.md); tests check it agrees with
+# the YAML, the source. Run after changing spec/ibr_api_v1.0.0.yaml.
+spec-json: venv
+	$(PY) -c 'import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1], encoding="utf-8")), open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False, separators=(",", ":"))' \
+		spec/ibr_api_v1.0.0.yaml spec/ibr_api_v1.0.0.json
 
 clean:
 	rm -rf $(VENV) target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -68,18 +69,21 @@ class Caller:
     def envelope(
         self, action: str, message: dict[str, Any], total: int = 1, sender_uri: str | None = None
     ) -> dict[str, Any]:
-        header = {
+        header: dict[str, Any] = {
             "version": "1.0.0",
             "message_id": str(uuid.uuid4()),
             "message_ts": _now(),
             "action": action,
             "sender_id": SP,
-            "sender_uri": sender_uri,
             "receiver_id": self.sb.sender_id,
             "total_count": total,
             "is_msg_encrypted": False,
             "meta": {},
         }
+        if sender_uri is not None:  # omitted, never null (the spec types it as a URI string)
+            header["sender_uri"] = sender_uri
+        if action == "notify":  # enrollment updates carry the spec's callback-style header
+            header.update(status="succ", completed_count=total)
         signature = dci.sign_envelope(header, message, self.key, sender_id=SP, key_id=self.key_id)
         return {"signature": signature, "header": header, "message": message}
 
@@ -234,13 +238,36 @@ def test_jwks_and_signed_sync_search(sandbox: IBRSandbox, caller: Caller) -> Non
 
 
 def test_bad_query_rejects_only_its_item(caller: Caller) -> None:
+    # A query the spec allows but the registry cannot read: that item is rejected alone.
     message = search_message(("a", "UIN", "UIN-00000001"), ("b", "UIN", "UIN-00000002"))
-    message["search_request"][1]["search_criteria"] = {"query_type": "graphql", "query": {}}
+    message["search_request"][1]["search_criteria"]["query"] = {"type": "UIN"}
     answer = caller.post("/registry/sync/search", caller.envelope("search", message, 2)).json()
     items = answer["message"]["search_response"]
     assert items[0]["status"] == "succ"
     assert items[1]["status"] == "rjct"
     assert items[1]["status_reason_code"] == "rjct.search_criteria.invalid"
+
+
+def test_a_query_type_outside_the_spec_is_refused_whole_unless_not_strict() -> None:
+    message = search_message(("a", "UIN", "UIN-00000001"), ("b", "UIN", "UIN-00000002"))
+    message["search_request"][1]["search_criteria"] = {"query_type": "graphql", "query": {}}
+    with IBRSandbox(synthetic=5) as strict:
+        caller = Caller(strict)
+        resp = caller.post("/registry/sync/search", caller.envelope("search", message, 2))
+        assert resp.status_code == 400
+        error = resp.json()["errors"][0]
+        assert error["code"] == "err.request.bad"
+        assert "message.search_request[1].search_criteria.query_type" in error["message"]
+        assert "(rjct.search_criteria.invalid)" in error["message"]
+        assert strict.stats()["spec_violations"] == 1
+    # Not strict (a body sent non-conforming on purpose): only that item is rejected.
+    with IBRSandbox(synthetic=5, strict=False) as lax:
+        caller = Caller(lax)
+        answer = caller.post("/registry/sync/search", caller.envelope("search", message, 2)).json()
+        items = answer["message"]["search_response"]
+        assert [i["status"] for i in items] == ["succ", "rjct"]
+        assert items[1]["status_reason_code"] == "rjct.search_criteria.invalid"
+        assert lax.stats()["spec_violations"] == 0
 
 
 def test_refusals_carry_spec_codes(sandbox: IBRSandbox, caller: Caller) -> None:
@@ -280,7 +307,7 @@ def test_async_search_calls_back_signed(
     )
     assert resp.status_code == 202
     ack = resp.json()["message"]
-    assert ack["ack_status"] == "ACK" and ack["error"] is None
+    assert ack["ack_status"] == "ACK" and "error" not in ack
     path, callback = receiver.next()
     assert path == "/registry/on-search"
     assert caller.outcome(callback) == "valid"
@@ -473,7 +500,13 @@ def test_unsigned_unauthenticated_mode() -> None:
     with IBRSandbox(require_auth=False, require_signatures=False, synthetic=5) as sb:
         body = {
             "signature": "",
-            "header": {"message_id": "m", "sender_id": "x", "action": "search"},
+            "header": {
+                "message_id": "m",
+                "message_ts": _now(),
+                "sender_id": "x",
+                "action": "search",
+                "total_count": 1,
+            },
             "message": search_message(("r", "UIN", "UIN-00000001")),
         }
         resp = httpx.post(sb.url + "/registry/sync/search", json=body)
@@ -586,3 +619,39 @@ def test_stop_closes_a_held_keep_alive_connection() -> None:
         with pytest.raises(httpx.TransportError) as failed:
             held.get(url)
         assert not isinstance(failed.value, httpx.TimeoutException)
+
+
+def test_cli_sandbox_options_not_strict_and_one_callback_url(receiver: Receiver) -> None:
+    options = ["--synthetic", "5", "--no-auth", "--no-signatures", "--no-strict"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spp_dci_ibr", "sandbox", *options, "--one-callback-url"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        fields = {}
+        for line in proc.stdout:
+            if line.startswith("  "):
+                fields[line[2:16].strip()] = line[16:].strip()
+            if line.startswith("Press Ctrl-C"):
+                break
+        assert fields["enforces"] == "nothing"
+        header = {
+            "message_id": str(uuid.uuid4()),
+            "message_ts": _now(),
+            "action": "search",
+            "sender_id": SP,
+            "total_count": 1,
+            "sender_uri": receiver.url.replace("/registry/on-search", "/one/url"),
+        }
+        body = {"signature": "", "header": header, "message": search_message(("r", "UIN", "x"))}
+        body["message"]["search_request"][0]["timestamp"] = ""  # refused in strict mode
+        resp = httpx.post(fields["url"] + "/registry/search", json=body, timeout=20)
+        assert resp.status_code == 202, resp.text
+        path, callback = receiver.next()
+        assert (path, callback["header"]["action"]) == ("/one/url", "on-search")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

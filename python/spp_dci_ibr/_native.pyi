@@ -591,6 +591,8 @@ class Sandbox:
         key_id: str = "sandbox-key-1",
         client_id: str | None = None,
         client_secret: str | None = None,
+        strict: bool = True,
+        one_callback_url: bool = False,
     ) -> Sandbox: ...
     def start(self) -> None:
         """Starts serving; releases the GIL. ``ConfigError`` when the port cannot be bound."""

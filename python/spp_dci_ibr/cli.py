@@ -1400,6 +1400,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "require_auth": not args.no_auth,
         "require_signatures": not args.no_signatures,
+        "strict": not args.no_strict,
+        "one_callback_url": args.one_callback_url,
         "host": args.host,
         "port": args.port,
     }
@@ -1474,8 +1476,9 @@ def _serve_sandbox(
         checks = [
             "bearer tokens" if not args.no_auth else "",
             "signatures" if not args.no_signatures else "",
+            "the spec's schemas" if not args.no_strict else "",
         ]
-        enforced = " and ".join(c for c in checks if c) or "nothing"
+        enforced = ", ".join(c for c in checks if c) or "nothing"
         out.write(f"  {'enforces':<14} {enforced}\n")
         for sender, _key in trusted:
             out.write(f"  {'trusts':<14} {sender}\n")
@@ -1829,6 +1832,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sender-id", help="the sandbox's sender id")
     p.add_argument("--no-auth", action="store_true", help="do not require bearer tokens")
     p.add_argument("--no-signatures", action="store_true", help="do not require signed requests")
+    p.add_argument(
+        "--no-strict", action="store_true", help="accept requests that do not conform to the spec"
+    )
+    p.add_argument(
+        "--one-callback-url",
+        action="store_true",
+        help="post every callback to the request's sender_uri as given",
+    )
     p.add_argument(
         "--trust",
         action="append",

@@ -29,13 +29,32 @@ Callbacks go to the request header's ``sender_uri``: when its path ends with a c
 (``on-search``, ``on-subscribe``, ``on-unsubscribe``, ``notify`` or ``txn/on-status``) that route
 is replaced by the wanted one (``…/registry/on-search`` → ``…/registry/txn/on-status``);
 otherwise ``sender_uri`` is a base and the route is appended (``…/cb`` → ``…/cb/on-search``).
-Only loopback callback hosts are called.
+With ``one_callback_url=True`` every callback goes to ``sender_uri`` exactly as given instead, as
+many registries do (the receiver dispatches on ``header.action``). Only loopback callback hosts
+are called. A subscription follows the records its ``idtype-value``, ``expression`` or
+``predicate`` filter matches: an enrollment update of one of them is sent to the subscriber as a
+``notify`` callback (``reg_event_type`` ``enrollement`` for a new beneficiary,
+``enrollement_status_change`` for an update, the spec's spelling), to the ``notify`` route of the
+subscribe request's ``sender_uri``.
+
+Strict mode (``strict=True``, the default) checks every ``/registry/*`` request against the IBR
+spec's request schema of its route (spec/ibr_api_v1.0.0.yaml, with its documented defects read
+leniently) and refuses one that does not conform with 400 and the spec's error code for the part
+at fault: ``err.sender_uri.invalid``, ``err.sender_id.invalid``, ``err.receiver_id.invalid``,
+``err.version.not_supported``, ``err.encryption.invalid`` for those header members,
+``err.signature.invalid`` for a signature that is not a string, ``err.request.bad`` otherwise; the
+message names the place and what is wrong there, with the spec's status reason code where it has
+one (``rjct.message_ts.invalid``, ``rjct.action.invalid``, ``rjct.timestamp.invalid``,
+``rjct.search_criteria.invalid``, ``rjct.pagination.invalid`` …). So every test that talks to the
+sandbox checks the conformance of what it sends. ``strict=False`` lets non-conforming bodies
+through, for tests that send them on purpose.
 
 Every ``/registry/*`` call needs a bearer token (``require_auth``) and a valid signature by a key
 registered with :meth:`IBRSandbox.register_client_key` (``require_signatures``); refusals are
 401 ``err.request.unauthorized`` / ``err.signature.invalid`` / ``err.signature.missing`` /
-``err.sender_id.invalid``, 400 ``err.request.bad``, 409 for a replayed ``message_id``, 413 for a
-body over 1 MiB, in the spec's ``{"errors": [{"code", "message"}]}`` shape.
+``err.sender_id.invalid``, 400 ``err.request.bad`` (and the strict-mode codes above), 409 for a
+replayed ``message_id``, 413 for a body over 1 MiB, in the spec's
+``{"errors": [{"code", "message"}]}`` shape. An ACK omits ``error`` (the spec's ``Response``).
 
 Records follow the spec's ``Beneficiary`` shape::
 
@@ -100,7 +119,9 @@ class IBRSandbox:
     ``max_page_size`` caps ``page_size``; ``bare_enrolled`` answers ``sync/enrolled`` and
     ``sync/enrollment/updates`` with the bare message instead of a signed envelope.
     ``error_style`` picks the error body: ``"errors"`` (spec), ``"ack"`` (DCI ERR ack),
-    ``"detail"`` (``{"detail": {"code", "message"}}``) or ``"detail_text"``.
+    ``"detail"`` (``{"detail": {"code", "message"}}``) or ``"detail_text"``. ``strict``
+    refuses requests that do not conform to the spec (see the module documentation);
+    ``one_callback_url`` posts every callback to the request's ``sender_uri`` as given.
 
     Raises ``ConfigError`` for a dataset or fault configuration that cannot be used (and, from
     :meth:`start`, for a port that cannot be bound); ``ValueError``/``TypeError`` for wrong
@@ -126,6 +147,8 @@ class IBRSandbox:
         port: int = 0,
         error_style: str = "errors",
         max_batch_items: int = 5000,
+        strict: bool = True,
+        one_callback_url: bool = False,
     ) -> None:
         self._native = _NativeSandbox(
             synthetic=synthetic,
@@ -144,6 +167,8 @@ class IBRSandbox:
             port=port,
             error_style=error_style,
             max_batch_items=max_batch_items,
+            strict=strict,
+            one_callback_url=one_callback_url,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -254,7 +279,8 @@ class IBRSandbox:
     def stats(self) -> dict[str, Any]:
         """Counters: ``requests`` (by route), ``requests_total``, ``responses`` (by status),
         ``faults`` (by kind), ``search_items``, ``records_returned``, ``tokens_issued``,
-        ``auth_failures``, ``signature_failures``, ``callbacks_sent``, ``callbacks_failed``,
+        ``auth_failures``, ``signature_failures``, ``spec_violations`` (requests refused in
+        strict mode), ``callbacks_sent``, ``callbacks_failed``,
         ``callbacks_pending``, ``callbacks_discarded``."""
         stats: dict[str, Any] = self._native.stats()
         return stats

@@ -105,7 +105,7 @@ impl PySandbox {
         bare_enrolled = false, host = "127.0.0.1", port = 0, error_style = "errors",
         max_batch_items = 5000, reject_replays = true,
         allow_remote_callbacks = false, signing_key = None, key_id = "sandbox-key-1",
-        client_id = None, client_secret = None))]
+        client_id = None, client_secret = None, strict = true, one_callback_url = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         synthetic: usize,
@@ -130,6 +130,8 @@ impl PySandbox {
         key_id: &str,
         client_id: Option<String>,
         client_secret: Option<String>,
+        strict: bool,
+        one_callback_url: bool,
     ) -> PyResult<Self> {
         let dataset = match (records, records_file) {
             (Some(_), Some(_)) => {
@@ -174,6 +176,8 @@ impl PySandbox {
                 require_auth,
                 require_signatures,
                 reject_replays,
+                strict,
+                one_callback_url,
                 max_page_size,
                 max_batch_items,
                 bare_enrolled,

@@ -1,5 +1,5 @@
 //! Delivery of signed callbacks (`on-search`, `on-subscribe`, `on-unsubscribe`,
-//! `txn-on-status`) from background threads, in due-time order.
+//! `txn-on-status`, `notify`) from background threads, in due-time order.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -20,7 +20,8 @@ const CALLBACK_TAILS: [&str; 5] = [
 ];
 
 /// Where a callback goes, from the request's `sender_uri` and the callback route (`on-search`,
-/// `on-subscribe`, `on-unsubscribe` or `txn/on-status`):
+/// `on-subscribe`, `on-unsubscribe`, `txn/on-status` or `notify`), unless the sandbox posts every
+/// callback to `sender_uri` as given (`SandboxConfig::one_callback_url`):
 ///
 /// - when the URI's path ends with a callback route (`…/on-search`, `…/on-subscribe`,
 ///   `…/on-unsubscribe`, `…/notify` or `…/txn/on-status`), that route is replaced by the wanted
@@ -55,7 +56,7 @@ pub fn callback_url(sender_uri: &str, route: &str) -> String {
 pub struct CallbackJob {
     pub due: Instant,
     pub url: String,
-    /// `header.action`: `on-search`, `on-subscribe`, `on-unsubscribe`, `txn-on-status`.
+    /// `header.action`: `on-search`, `on-subscribe`, `on-unsubscribe`, `txn-on-status`, `notify`.
     pub action: &'static str,
     pub receiver_id: String,
     pub status: Status,

@@ -584,8 +584,8 @@ impl Dataset {
 
     /// Applies one beneficiary of an enrollment update: a record with an identifier already in
     /// the dataset gets its enrolments merged (same programme replaced, new ones added) and its
-    /// other members replaced; an unknown one is added.
-    pub fn apply_update(&mut self, record: &Value) -> Result<UpdateOutcome> {
+    /// other members replaced; an unknown one is added. Returns what was done, and to which entry.
+    pub fn apply_update(&mut self, record: &Value) -> Result<(UpdateOutcome, u32)> {
         let incoming = Entry::from_record(record)?;
         let existing = incoming
             .ids
@@ -593,7 +593,7 @@ impl Dataset {
             .find_map(|(t, v)| self.by_identifier(t, v).first().copied());
         let Some(i) = existing else {
             self.push(incoming);
-            return Ok(UpdateOutcome::Added);
+            return Ok((UpdateOutcome::Added, self.entries.len() as u32 - 1));
         };
         let mut merged = self.entries[i as usize].record();
         merge_record(&mut merged, record);
@@ -601,7 +601,7 @@ impl Dataset {
         self.unindex(i);
         self.index(&entry, i);
         self.entries[i as usize] = entry;
-        Ok(UpdateOutcome::Updated)
+        Ok((UpdateOutcome::Updated, i))
     }
 }
 
@@ -948,13 +948,13 @@ mod tests {
         let update = json!({"member": {"demographic_info": {"person": {
             "identifier_type": "UIN", "identifier_value": "UIN-00000001"}},
             "programme_identifier": {"programme": {"programme_identifier": "NEW-1"}, "enrolment_status": "Suspended"}}});
-        assert_eq!(ds.apply_update(&update).unwrap(), UpdateOutcome::Updated);
+        assert_eq!(ds.apply_update(&update).unwrap().0, UpdateOutcome::Updated);
         let e = ds.entry(0);
         assert!(e.enrolments.iter().any(|x| x.programme_id == "NEW-1"));
         assert_eq!(e.given_name, ds.entry(0).given_name);
         let fresh = json!({"member": {"demographic_info": {"person": {
             "identifier_type": "UIN", "identifier_value": "X-1", "name": {"first_name": "Þóra"}}}}});
-        assert_eq!(ds.apply_update(&fresh).unwrap(), UpdateOutcome::Added);
+        assert_eq!(ds.apply_update(&fresh).unwrap().0, UpdateOutcome::Added);
         assert_eq!(ds.by_given_name("þóra"), &[5]);
         assert!(ds.apply_update(&json!({"member": {}})).is_err());
     }

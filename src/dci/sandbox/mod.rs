@@ -13,7 +13,14 @@
 //! `/registry/sync/enrolled`, `/registry/sync/enrollment/updates`. Every `/registry/*` call
 //! needs a bearer token from the token endpoint and a valid signature from a registered client
 //! key (each switchable). Everything the sandbox sends is signed with its own key, published
-//! at the JWKS route. Async answers go to the request's `sender_uri` by [`callback_url`].
+//! at the JWKS route. Async answers go to the request's `sender_uri` by [`callback_url`] (or,
+//! with [`SandboxConfig::one_callback_url`], all to that one URL).
+//!
+//! Strict mode (the default) checks every `/registry/*` request against the IBR spec's request
+//! schema of its route ([`spec`]) and refuses one that does not conform with HTTP 400 and the
+//! spec's error code for the part at fault ([`spec::Violation::code`]; the message names the
+//! place, what is wrong, and the status reason code where the spec has one), so that every test
+//! that talks to the sandbox checks conformance for free.
 //!
 //! Each connection has its own thread (`http1.rs`), which handles its requests one after the
 //! other; the server threads never call back into the embedding program (nor into Python).
@@ -24,6 +31,7 @@ pub mod faults;
 mod http1;
 pub mod query;
 mod server;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -116,6 +124,14 @@ pub struct SandboxConfig {
     pub require_signatures: bool,
     /// Refuse a repeated `(sender_id, message_id)` while its signature is live (409).
     pub reject_replays: bool,
+    /// Refuse requests that do not validate against the spec's request schema of their route
+    /// (400, see [`spec::Violation`]). On by default; off to send non-conforming bodies on
+    /// purpose.
+    pub strict: bool,
+    /// Post every callback of a request (`on-search`, `on-subscribe`, `on-unsubscribe`,
+    /// `txn-on-status`, and the `notify` events of a subscription) to its `sender_uri` exactly as
+    /// given, as many registries do, instead of the route of each action ([`callback_url`]).
+    pub one_callback_url: bool,
     /// Refuse a `header.receiver_id` other than `sender_id` (400 `err.receiver_id.invalid`).
     /// Off by default: clients often derive it from the registry's host name.
     pub strict_receiver_id: bool,
@@ -154,6 +170,8 @@ impl Default for SandboxConfig {
             require_auth: true,
             require_signatures: true,
             reject_replays: true,
+            strict: true,
+            one_callback_url: false,
             strict_receiver_id: false,
             max_page_size: 100,
             max_batch_items: 5000,
@@ -192,6 +210,8 @@ pub struct Stats {
     pub tokens_issued: u64,
     pub auth_failures: u64,
     pub signature_failures: u64,
+    /// Requests refused in strict mode for not conforming to the spec.
+    pub spec_violations: u64,
     pub callbacks_sent: u64,
     pub callbacks_failed: u64,
     /// Callbacks still waiting when the sandbox stopped.
@@ -221,6 +241,7 @@ impl Stats {
             "tokens_issued": self.tokens_issued,
             "auth_failures": self.auth_failures,
             "signature_failures": self.signature_failures,
+            "spec_violations": self.spec_violations,
             "callbacks_sent": self.callbacks_sent,
             "callbacks_failed": self.callbacks_failed,
             "callbacks_discarded": self.callbacks_discarded,
@@ -265,6 +286,9 @@ impl Sandbox {
             .build()
             .map_err(|e| Error::Config(format!("sandbox cannot build its HTTP client: {e}")))?;
         let callback_workers = config.callback_workers.max(1);
+        if config.strict {
+            spec::spec(); // loaded now rather than in the first request
+        }
         let shared = Arc::new(server::Shared::new(config, dataset)?);
         let handler = shared.clone();
         let http = http1::Server::start(listener, move |rq| server::handle(&handler, rq))

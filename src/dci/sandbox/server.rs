@@ -15,6 +15,7 @@ use super::dataset::{Dataset, UpdateOutcome};
 use super::faults::{Decision, Faults, Injected};
 use super::http1::{BodyError, Request};
 use super::query;
+use super::spec;
 use super::{ErrorStyle, SandboxConfig, Stats};
 use crate::dci::canonical::{self, HeaderForm};
 use crate::dci::envelope::{self, new_id, now_unix, timestamp, ResponseHeader, Signer, Status};
@@ -154,6 +155,7 @@ impl Tokens {
 
 struct Txn {
     txn_type: &'static str,
+    transaction_id: String,
     correlation_id: String,
     reference_ids: Vec<String>,
     /// Canonical `{"header":…,"message":…}` of the answer, when it fit in memory.
@@ -177,7 +179,7 @@ impl TxnStore {
             }
         }
         txn.cost = 128
-            + transaction_id.len()
+            + 2 * transaction_id.len()
             + txn.correlation_id.len()
             + txn
                 .reference_ids
@@ -228,6 +230,12 @@ impl TxnStore {
 
 struct Subscription {
     sender_id: String,
+    /// Where its `notify` events go.
+    url: String,
+    /// The records it follows; a filter the sandbox cannot read follows none.
+    filter: Option<query::Cond>,
+    /// The subscribe request's, for the receiver to match its events.
+    transaction_id: String,
 }
 
 /// State shared by the request and callback threads.
@@ -756,6 +764,20 @@ fn registry(
         Ok(v) => v,
         Err(_) => return sh.error(400, "err.request.bad", "body is not JSON"),
     };
+    if sh.cfg.strict {
+        if let Err(v) = spec::spec().check_request(route.path(), &doc) {
+            sh.count(|s| s.spec_violations += 1);
+            let reason = v
+                .reason_code()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            return sh.error(
+                400,
+                v.code(),
+                &format!("the request does not conform to the IBR spec: {v}{reason}"),
+            );
+        }
+    }
     let (Some(header), Some(message)) = (
         doc.get("header").filter(|h| h.is_object()),
         doc.get("message").filter(|m| m.is_object()),
@@ -1001,6 +1023,7 @@ impl Ctx<'_> {
             transaction_id,
             Txn {
                 txn_type,
+                transaction_id: transaction_id.to_owned(),
                 correlation_id: correlation_id.to_owned(),
                 reference_ids,
                 payload,
@@ -1010,7 +1033,8 @@ impl Ctx<'_> {
         );
     }
 
-    /// The callback URL for `route`, or an error answer when `sender_uri` is unusable.
+    /// The callback URL for `route` (the `sender_uri` itself with `one_callback_url`), or an
+    /// error answer when `sender_uri` is unusable.
     fn callback_target(&self, route: &str) -> std::result::Result<String, Reply> {
         let bad = |why: &str| Err(self.sh.error(400, "err.sender_uri.invalid", why));
         let Some(uri) = self
@@ -1021,7 +1045,11 @@ impl Ctx<'_> {
         else {
             return bad("an asynchronous request needs a 'sender_uri' for the callback");
         };
-        let url = callback_url(uri, route);
+        let url = if self.sh.cfg.one_callback_url {
+            uri.to_owned()
+        } else {
+            callback_url(uri, route)
+        };
         let Ok(parsed) = reqwest::Url::parse(&url) else {
             return bad("sender_uri is not a URL");
         };
@@ -1040,6 +1068,7 @@ impl Ctx<'_> {
         Ok(url)
     }
 
+    /// The spec's `Response`: `error` is omitted, never null (it is an `Error` object).
     fn ack(&self, correlation_id: &str) -> Reply {
         Reply::json(
             202,
@@ -1047,13 +1076,24 @@ impl Ctx<'_> {
                 "ack_status": "ACK",
                 "timestamp": timestamp(now_unix()),
                 "correlation_id": correlation_id,
-                "error": null,
             }})
             .to_string(),
         )
     }
 
+    /// Queues a callback answering this request (to its sender).
     fn queue_callback(&self, url: String, action: &'static str, total: usize, message: Value) {
+        self.queue_callback_to(url, self.sender_id, action, total, message);
+    }
+
+    fn queue_callback_to(
+        &self,
+        url: String,
+        receiver_id: &str,
+        action: &'static str,
+        total: usize,
+        message: Value,
+    ) {
         if self.callback_delay_ms > 0 {
             self.sh.count_fault("late_callback");
         }
@@ -1067,7 +1107,7 @@ impl Ctx<'_> {
             due: Instant::now() + Duration::from_millis(self.callback_delay_ms),
             url,
             action,
-            receiver_id: self.sender_id.to_owned(),
+            receiver_id: receiver_id.to_owned(),
             status: Status::Succ,
             total_count: total,
             completed_count: total,
@@ -1129,6 +1169,15 @@ fn reference_ids(items: &[Value]) -> Vec<std::result::Result<String, (&'static s
             Ok(id)
         })
         .collect()
+}
+
+/// The `reference_id` of the `n`th item of an answer: the request item's, as text, else `n + 1`.
+fn reference_text(reference: Option<&Value>, n: usize) -> String {
+    match reference {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(x)) => x.to_string(),
+        _ => (n + 1).to_string(),
+    }
 }
 
 fn rejected(reference: Value, ts: &str, code: &str, message: &str) -> Value {
@@ -1365,9 +1414,16 @@ fn subscribe(ctx: &Ctx<'_>) -> Result<Reply> {
         Ok(i) => i,
         Err(reply) => return Ok(reply),
     };
-    let url = match ctx.callback_target("on-subscribe") {
-        Ok(u) => u,
-        Err(reply) => return Ok(reply),
+    let (url, notify_url) = match (
+        ctx.callback_target("on-subscribe"),
+        ctx.callback_target("notify"),
+    ) {
+        (Ok(u), Ok(n)) => (u, n),
+        (Err(reply), _) | (_, Err(reply)) => return Ok(reply),
+    };
+    let transaction_id = match ctx.transaction_id() {
+        Value::String(t) => t,
+        _ => new_id(),
     };
     let ts = timestamp(now_unix());
     let ds = ctx.sh.dataset();
@@ -1418,11 +1474,15 @@ fn subscribe(ctx: &Ctx<'_>) -> Result<Reply> {
             ));
             continue;
         }
+        let mut followed = None;
         if let Some(ft) = c.get("filter_type").and_then(Value::as_str) {
             if matches!(ft, "idtype-value" | "expression" | "predicate") {
-                if let Err(why) = query::parse(&ds, ft, filter) {
-                    answers.push(bad("rjct.notify_details.invalid", &why));
-                    continue;
+                match query::parse(&ds, ft, filter) {
+                    Ok(cond) => followed = Some(cond),
+                    Err(why) => {
+                        answers.push(bad("rjct.notify_details.invalid", &why));
+                        continue;
+                    }
                 }
             }
         }
@@ -1440,6 +1500,9 @@ fn subscribe(ctx: &Ctx<'_>) -> Result<Reply> {
                 code.clone(),
                 Subscription {
                     sender_id: ctx.sender_id.to_owned(),
+                    url: notify_url.clone(),
+                    filter: followed,
+                    transaction_id: transaction_id.clone(),
                 },
             );
         }
@@ -1577,13 +1640,14 @@ fn txn_status(ctx: &Ctx<'_>, sync: bool) -> Result<Reply> {
                 .and_then(|mut v| v.get_mut("message").map(Value::take));
             (
                 t.txn_type,
+                t.transaction_id.clone(),
                 t.correlation_id.clone(),
                 t.reference_ids.clone(),
                 status,
             )
         })
     };
-    let Some((txn_type, correlation_id, refs, status)) = found else {
+    let Some((txn_type, transaction_id, correlation_id, refs, status)) = found else {
         return Ok(ctx.sh.error(
             404,
             "err.request.not_found",
@@ -1592,8 +1656,18 @@ fn txn_status(ctx: &Ctx<'_>, sync: bool) -> Result<Reply> {
     };
     let mut status = status.unwrap_or_else(|| {
         // The answer was too large to keep: its items' statuses only.
-        json!({"correlation_id": correlation_id, "search_response":
-            refs.iter().map(|r| json!({"reference_id": r, "status": "succ"})).collect::<Vec<_>>()})
+        let ts = timestamp(now_unix());
+        let items: Vec<Value> = refs
+            .iter()
+            .map(|r| json!({"reference_id": r, "timestamp": ts, "status": "succ"}))
+            .collect();
+        match txn_type {
+            "receipt" => json!({"transaction_id": transaction_id, "receipt_information": {}}),
+            "subscribe" => json!({"transaction_id": transaction_id,
+                "correlation_id": correlation_id, "subscribe_response": items}),
+            _ => json!({"transaction_id": transaction_id,
+                "correlation_id": correlation_id, "search_response": items}),
+        }
     });
     if let (Value::Array(wanted), Some(Value::Array(items))) =
         (&value, status.get_mut("search_response"))
@@ -1673,7 +1747,7 @@ fn enrolled(ctx: &Ctx<'_>) -> Result<Reply> {
         .iter()
         .enumerate()
         .map(|(n, (reference, criteria))| {
-            let reference = reference.clone().unwrap_or_else(|| json!((n + 1).to_string()));
+            let reference = reference_text(reference.as_ref(), n);
             let query_type = criteria.get("query_type").and_then(Value::as_str).unwrap_or("expression");
             let cond = criteria
                 .get("query")
@@ -1746,16 +1820,15 @@ fn enrollment_updates(ctx: &Ctx<'_>) -> Result<Reply> {
     let ts = timestamp(now_unix());
     let mut answers = Vec::with_capacity(beneficiaries.len());
     let mut accepted = Vec::new();
+    let mut changed = Vec::new();
     {
         let mut ds = ctx.sh.dataset.write().unwrap_or_else(|p| p.into_inner());
         for (n, b) in beneficiaries.iter().enumerate() {
-            let reference = b
-                .get("reference_id")
-                .cloned()
-                .unwrap_or_else(|| json!((n + 1).to_string()));
+            let reference = reference_text(b.get("reference_id"), n);
             answers.push(match ds.apply_update(b) {
-                Ok(outcome) => {
+                Ok((outcome, entry)) => {
                     accepted.push(b.clone());
+                    changed.push((entry, outcome.clone()));
                     json!({
                         "reference_id": reference, "timestamp": ts, "status": "succ",
                         "status_reason_message": match outcome {
@@ -1771,6 +1844,7 @@ fn enrollment_updates(ctx: &Ctx<'_>) -> Result<Reply> {
             });
         }
     }
+    notify(ctx, &changed);
     ctx.scramble_references(&mut answers);
     let correlation_id = new_id();
     let receipt = json!({"message": {
@@ -1799,6 +1873,48 @@ fn enrollment_updates(ctx: &Ctx<'_>) -> Result<Reply> {
         &message,
     )?;
     Ok(Reply::json(200, body))
+}
+
+/// Sends each subscription that follows a changed record a `notify` callback
+/// (`NotifyEventRequest`), one event per changed record it follows: `enrollement` for a new
+/// beneficiary, `enrollement_status_change` for an update (the spec's spelling).
+fn notify(ctx: &Ctx<'_>, changed: &[(u32, UpdateOutcome)]) {
+    if changed.is_empty() {
+        return;
+    }
+    let ts = timestamp(now_unix());
+    let ds = ctx.sh.dataset();
+    let subs = lock(&ctx.sh.subscriptions);
+    for sub in subs.values() {
+        let Some(filter) = &sub.filter else { continue };
+        let events: Vec<Value> = changed
+            .iter()
+            .filter(|(i, _)| (*i as usize) < ds.len() && filter.matches(ds.entry(*i)))
+            .map(|(i, outcome)| {
+                json!({
+                    "reference_id": new_id(),
+                    "timestamp": ts,
+                    "data": {
+                        "version": "1.0.0",
+                        "reg_type": REG_TYPE,
+                        "reg_event_type": match outcome {
+                            UpdateOutcome::Added => "enrollement",
+                            UpdateOutcome::Updated => "enrollement_status_change",
+                        },
+                        "reg_record_type": REG_RECORD_TYPE,
+                        "reg_records": ds.entry(*i).record(),
+                    },
+                    "locale": "eng",
+                })
+            })
+            .collect();
+        if events.is_empty() {
+            continue;
+        }
+        let total = events.len();
+        let message = json!({"transaction_id": sub.transaction_id, "notify_event": events});
+        ctx.queue_callback_to(sub.url.clone(), &sub.sender_id, "notify", total, message);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
