@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Odoo modules of the OpenSPP set-up (tests/odoo_standin/run.sh): they run inside Odoo, not pytest.
+collect_ignore = ["odoo_standin"]
 VECTORS = Path(os.environ.get("SPP_DCI_VECTORS", ROOT / "spec" / "signature_vectors.json"))
 
 

@@ -1,0 +1,15 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+# TEST-ONLY stand-in of OpenSPP's `spp_dci_client` (OpenSPP/OpenSPP2), written for this repository
+# from the published model, field and method names; see
+# odoo_addon/spp_dci_client_ibr/readme/OPENSPP.md. Never shipped (the wheel ships odoo/addons/**).
+{
+    "name": "OpenSPP DCI Client (test stand-in)",
+    "summary": "Stand-in of OpenSPP's spp_dci_client: the spp.dci.data.source model",
+    "version": "19.0.2.0.0",
+    "category": "Hidden/Tests",
+    "license": "LGPL-3",
+    "author": "spp-dci-client-ibr contributors",
+    "depends": ["base", "spp_dci"],
+    "external_dependencies": {"python": ["httpx"]},
+    "data": ["security/ir.model.access.csv", "views/data_source_views.xml"],
+}
