@@ -4,6 +4,7 @@ from . import (
     test_concurrency,
     test_configuration,
     test_duplication_check,
+    test_end_to_end,
     test_identifiers,
     test_security,
 )
