@@ -147,7 +147,10 @@ class TestConcurrentWorkers(BaseCase):
             raise errors[0]
         return results
 
-    def pending_check(self, transaction_id, reference_id, sent_at=None):
+    def pending_check(self, transaction_id, reference_id, sent_at=None, acked=True):
+        """A check sent asynchronously; ``acked=False``: its ACK (and so its line's
+        reference id) is not stored yet."""
+
         def create(env):
             check = env["spp.dci.duplication.check"].create(
                 {
@@ -171,7 +174,7 @@ class TestConcurrentWorkers(BaseCase):
                     "check_id": check.id,
                     "id_type": "UIN",
                     "id_value": f"UIN-{reference_id}",
-                    "reference_id": reference_id,
+                    "reference_id": reference_id if acked else False,
                     "status": "pending",
                 }
             )
@@ -258,6 +261,35 @@ class TestConcurrentWorkers(BaseCase):
                         ]._cron_spp_callback_maintenance(),
                     )
                     self.assert_completed(self.read_outcome(check_id, event.message_id))
+
+    def test_callback_racing_its_ack_ends_consistent(self):
+        """A registry that calls back at once: its callback and the storing of its ACK run
+        at the same time, in either order."""
+        for round_ in range(5):
+            with self.subTest(round=round_):
+                transaction_id, reference_id = f"txn-ack-{round_}", f"ref-ack-{round_}"
+                check_id = self.pending_check(transaction_id, reference_id, acked=False)
+                event = self.callback_event(transaction_id, reference_id)
+                ack = {"ack_status": "ACK", "reference_ids": [reference_id], "correlation_id": "c"}
+                self.race(
+                    lambda check_id=check_id, ack=ack: self.transaction(
+                        SUPERUSER_ID,
+                        lambda env: (
+                            env["spp.dci.duplication.check"].browse(check_id)._spp_store_ack(ack)
+                        ),
+                    ),
+                    lambda event=event: self.deliver(event),
+                )
+                outcome = self.read_outcome(check_id, event.message_id)
+                if outcome["logs"] == ["unmatched"]:  # deferred: filed by the maintenance cron
+                    self.transaction(
+                        SUPERUSER_ID,
+                        lambda env: env[
+                            "spp.dci.duplication.check"
+                        ]._cron_spp_callback_maintenance(),
+                    )
+                    outcome = self.read_outcome(check_id, event.message_id)
+                self.assert_completed(outcome)
 
     def assert_completed(self, outcome):
         self.assertEqual(outcome["state"], "completed", outcome)
