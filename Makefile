@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 WHEELS := target/wheels
 
-.PHONY: demo test venv wheel dev rust-test rust-lint py-test py-lint bench fuzz-smoke spec-json clean
+.PHONY: demo test venv wheel dev rust-test rust-lint py-test py-lint odoo-test bench fuzz-smoke spec-json clean
 
 $(VENV)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ py-test: venv
 	$(PY) -m pytest -q tests
 
 test: rust-lint rust-test wheel py-lint py-test fuzz-smoke
+
+# The addons' Odoo tests on the wheel: against the Odoo 19 in ODOO_BIN / ODOO_PYTHON / ODOO_CONF,
+# else the kit in ODOO_KIT (../shared/odoo19) once set up; without an Odoo it says so and skips,
+# except under CI=true (see .ci/odoo-test).
+odoo-test: wheel
+	.ci/odoo-test
 
 bench: wheel
 	$(PY) bench/run_all.py

@@ -271,6 +271,25 @@ def test_search_async_returns_the_ack(
     assert TS.match(ack["timestamp"])
 
 
+def test_search_async_batch_sends_one_envelope_and_returns_one_ack(
+    server: DCIServer, key: dci.SigningKey
+) -> None:
+    c = client_for(server, key, callback_uri="https://spp.example.org/dci")
+    queries = [("idtype-value", {"type": "UIN", "value": f"U-{i}"}) for i in range(3)]
+    ack = c.search_async_batch(queries, transaction_id="txn-many")
+    (req,) = server.received(SEARCH)
+    assert req.sig_outcome == "valid"
+    assert req.header["total_count"] == 3
+    items = req.message["search_request"]
+    assert [i["search_criteria"]["query"]["value"] for i in items] == ["U-0", "U-1", "U-2"]
+    assert ack["ack_status"] == "ACK"
+    assert ack["transaction_id"] == "txn-many" == req.message["transaction_id"]
+    assert ack["reference_ids"] == [i["reference_id"] for i in items]
+    assert len(set(ack["reference_ids"])) == 3
+    with pytest.raises(TypeError, match="query_type"):
+        c.search_async_batch([42])
+
+
 @pytest.mark.parametrize("status", ["NACK", "ERR"])
 def test_nack_and_err_acks_raise_registry_error_with_code(
     server: DCIServer, client: dci.DCIClient, status: str

@@ -24,6 +24,7 @@
         "views/spp_dci_duplication_check_detail_views.xml",
         "views/spp_dci_callback_log_views.xml",
         "views/spp_dci_callback_replay_views.xml",
+        "views/spp_dci_partner_identifier_views.xml",
         "views/res_partner_views.xml",
         "wizards/spp_dci_ibr_batch_check_wizard_views.xml",
         "data/ir_actions_server.xml",

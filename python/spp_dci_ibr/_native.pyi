@@ -382,6 +382,16 @@ class DCIClient:
     ) -> dict[str, Any]:
         """Async search; returns the ACK dict (``ack_status``, ``transaction_id``,
         ``correlation_id``, ``reference_ids``, ``message_id``, ``timestamp``)."""
+    def search_async_batch(
+        self,
+        queries: list[Any],
+        *,
+        reg_type: str = "ns:org:RegistryType:IBR",
+        page_size: int = 10,
+        transaction_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Many async searches in one envelope; returns the one ACK dict, whose
+        ``reference_ids`` are in query order. The answers arrive at our ``on-search`` callback."""
     def subscribe(self, criteria: Any, *, transaction_id: str | None = None) -> dict[str, Any]:
         """Subscribes (one criteria dict or a list); returns the ACK dict."""
     def unsubscribe(

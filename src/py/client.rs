@@ -386,6 +386,28 @@ impl PyDciClient {
         Ok(out)
     }
 
+    /// Many async searches in one envelope (`total_count` = queries), each query a
+    /// `(query_type, query)` pair or a full search-criteria dict: one ACK for all of them,
+    /// whose `reference_ids` are in query order; the answers arrive at our `on-search`
+    /// callback.
+    #[pyo3(signature = (queries, *, reg_type = "ns:org:RegistryType:IBR", page_size = 10, transaction_id = None))]
+    fn search_async_batch<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyList>,
+        reg_type: &str,
+        page_size: u32,
+        transaction_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let criteria = queries
+            .iter()
+            .map(|q| criteria_arg(&q, reg_type, page_size))
+            .collect::<PyResult<Vec<_>>>()?;
+        let c = self.inner.clone();
+        let (sent, ack) = blocking(py, move || c.search_async(criteria, transaction_id))?;
+        ack_dict(py, &sent, &ack)
+    }
+
     /// Async search: returns the ACK dict (`ack_status`, `transaction_id`, `correlation_id`,
     /// `reference_ids`, `message_id`, `timestamp`); results arrive at our `on-search` callback.
     #[pyo3(signature = (query_type, query, *, reg_type = "ns:org:RegistryType:IBR", reg_record_type = None, page_size = 10, page_number = 1, transaction_id = None))]

@@ -6,11 +6,20 @@ from odoo import api, fields, models
 from .spp_dci_duplication_check import RESULTS
 
 VIEWER_GROUP = "spp_dci_client_ibr.group_dci_viewer"
+# Identifier values are personal data: the same group reads them on checks.
+IDENTIFIER_GROUP = "spp_dci_client_ibr.group_dci_admin"
 
 
 class ResPartner(models.Model):
     _inherit = "res.partner"
 
+    spp_dci_identifier_ids = fields.One2many(
+        "spp.dci.partner.identifier",
+        "partner_id",
+        string="IBR Identifiers",
+        groups=IDENTIFIER_GROUP,
+        help="Identifiers sent to the registry when this registrant is checked",
+    )
     spp_dci_check_ids = fields.One2many(
         "spp.dci.duplication.check",
         "partner_id",
@@ -62,10 +71,20 @@ class ResPartner(models.Model):
                 pairs.append((str(code).strip(), str(value).strip()))
         return pairs
 
-    def _spp_dci_ibr_identifiers(self):
-        """Identifiers of this registrant: ``reg_ids``, else those of its latest check."""
+    def _spp_dci_ibr_partner_pairs(self):
+        """(type, value) pairs kept on the registrant: OpenSPP's ``reg_ids`` when present,
+        then this addon's identifiers, without repeats. Read with sudo: identifier values
+        are personal data the user may run a check on without reading them."""
         self.ensure_one()
-        pairs = self._spp_dci_ibr_reg_id_pairs()
+        partner = self.sudo()
+        pairs = partner._spp_dci_ibr_reg_id_pairs()
+        pairs += [(line.id_type, line.value) for line in partner.spp_dci_identifier_ids]
+        return list(dict.fromkeys(pairs))
+
+    def _spp_dci_ibr_identifiers(self):
+        """Identifiers of this registrant: its own, else those of its latest check."""
+        self.ensure_one()
+        pairs = self._spp_dci_ibr_partner_pairs()
         if pairs:
             return pairs
         last = (

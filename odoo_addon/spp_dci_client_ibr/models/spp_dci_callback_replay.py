@@ -77,12 +77,13 @@ class SppDciCallbackReplay(models.Model):
                         "now": now,
                         "uid": self.env.uid,
                     },
+                    log_exceptions=False,
                 )
                 return self.env.cr.fetchone() is not None
         except TransactionRollbackError:
             # Under REPEATABLE READ, ON CONFLICT fails this way only when the conflicting
             # row was committed by a concurrent transaction: the same message, delivered
-            # twice at once. It is a replay.
+            # twice at once. It is a replay (an expected race: not logged as an error).
             return False
 
     @api.model

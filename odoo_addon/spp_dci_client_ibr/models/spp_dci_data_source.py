@@ -1,14 +1,18 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
 """Connection settings of a DCI registry; builds the native client from them."""
 
+import hashlib
+import json
 import logging
 import re
 
-from spp_dci_ibr import DCIClient, IBRService
+from spp_dci_ibr import DCIClient, IBRService, SigningKey
 from spp_dci_ibr.exceptions import DCIError, RegistryError
 
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
+
+from .notification import notification
 
 _logger = logging.getLogger(__name__)
 
@@ -189,17 +193,22 @@ class SppDciDataSource(models.Model):
             return self.oauth2_token_url
         return f"{self.base_url}{self.auth_endpoint or '/oauth2/client/token'}"
 
-    def _spp_dci_client(self):
-        """The native client for this registry. Reads the secrets with sudo: the caller
-        must already be allowed to run checks; nothing secret is returned or logged."""
+    def _spp_client_config(self):
+        """Every keyword argument of the native client, as plain values (key material as
+        PEM text). Reads the secrets with sudo: the caller must already be allowed to run
+        checks; nothing secret is returned to a user or logged."""
         self.ensure_one()
         source = self.sudo()
-        signing_key = key_id = None
+        signing_pem = key_id = None
         sender_id = source.our_sender_id
         if source.signing_key_id:
-            signing_key = source.signing_key_id._spp_native_key()
-            key_id = source.signing_key_id.key_id
-            sender_id = sender_id or source.signing_key_id.sender_id
+            key = source.signing_key_id
+            if not key._is_usable():
+                raise UserError(
+                    self.env._("Signing key %(name)s is not active or has expired.", name=key.name)
+                )
+            signing_pem, key_id = key.private_key, key.key_id
+            sender_id = sender_id or key.sender_id
         elif not source.allow_unsigned:
             raise UserError(
                 self.env._(
@@ -210,19 +219,15 @@ class SppDciDataSource(models.Model):
             )
         if not sender_id:
             raise UserError(self.env._("Data source %(name)s has no sender ID.", name=source.name))
-        registry = source.registry_sender_id
-        kwargs = {
+        config = {
             "base_url": source.base_url,
             "sender_id": sender_id,
             "receiver_id": source.receiver_id or None,
             "callback_uri": source.our_callback_uri or None,
             "auth": source.auth_type,
-            "signing_key": signing_key,
+            "signing_key": signing_pem,
             "key_id": key_id,
-            "unsigned": signing_key is None,
-            "registry_keys": registry._spp_registry_keys() if registry else None,
-            "registry_jwks_url": (registry.jwks_url or None) if registry else None,
-            "allow_insecure_jwks": bool(registry.allow_insecure_jwks) if registry else False,
+            "unsigned": signing_pem is None,
             "paths": source._spp_paths(),
             "timeout": float(source.timeout),
             "connect_timeout": float(source.connect_timeout),
@@ -230,24 +235,44 @@ class SppDciDataSource(models.Model):
             "ca_bundle": source.ca_bundle or None,
             "max_retries": source.max_retries,
         }
+        if source.registry_sender_id:
+            config.update(source.registry_sender_id._spp_client_keys())
         if source.auth_type == "bearer":
-            kwargs["bearer_token"] = source.bearer_token or None
+            config["bearer_token"] = source.bearer_token or None
         elif source.auth_type == "oauth2":
-            kwargs.update(
+            config.update(
                 token_url=source._spp_token_url(),
                 client_id=source.oauth2_client_id,
                 client_secret=source.oauth2_client_secret or None,
                 scope=source.oauth2_scope or None,
                 credentials_location=source.oauth2_credential_location,
             )
+        return config
+
+    def _spp_dci_client(self):
+        """The native client for this registry, shared by every check of this worker process
+        until the configuration changes (the cache key is a digest of all of it, secrets and
+        keys included): its connection pool, TLS sessions and parsed keys are reused. The
+        native client rebuilds its pool after a fork, so Odoo's prefork workers can share it."""
+        self.ensure_one()
+        config = self._spp_client_config()
+        digest = hashlib.sha256(
+            json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        return self._spp_cached_client(digest, config, self.name)
+
+    @api.model
+    @tools.ormcache("digest")
+    def _spp_cached_client(self, digest, config, name):
+        kwargs = dict(config)
         try:
+            if kwargs["signing_key"]:
+                kwargs["signing_key"] = SigningKey.from_pem(kwargs["signing_key"])
             return DCIClient(**kwargs)
         except DCIError as exc:
             raise UserError(
                 self.env._(
-                    "Data source %(name)s is misconfigured: %(error)s",
-                    name=source.name,
-                    error=str(exc),
+                    "Data source %(name)s is misconfigured: %(error)s", name=name, error=str(exc)
                 )
             ) from exc
 
@@ -258,7 +283,10 @@ class SppDciDataSource(models.Model):
 
     def action_test_connection(self):
         """Fetch a token (OAuth2) and send one search: any answered envelope, even a
-        registry error, proves the registry is reachable and our credentials work."""
+        registry error, proves the registry is reachable and our credentials work.
+
+        The outcome is stored on the data source either way (a failure is not an
+        exception: the transaction commits it), and the form reloads to show it."""
         self.ensure_one()
         try:
             client = self._spp_dci_client()
@@ -269,25 +297,20 @@ class SppDciDataSource(models.Model):
             except RegistryError:
                 _logger.info("Connection test of %s: the registry answered an error", self.code)
         except (DCIError, UserError) as exc:
-            self.write({"state": "error", "last_error": str(exc)})
-            return self._notify(
+            self.write(
+                {"state": "error", "last_test_date": fields.Datetime.now(), "last_error": str(exc)}
+            )
+            return notification(
                 self.env._("Connection to %(name)s failed: %(error)s", name=self.name, error=exc),
                 "danger",
             )
         self.write(
             {"state": "active", "last_test_date": fields.Datetime.now(), "last_error": False}
         )
-        return self._notify(
+        return notification(
             self.env._("Connection to %(name)s succeeded.", name=self.name), "success"
         )
 
     def test_connection(self):
         """OpenSPP-compatible alias."""
         return self.action_test_connection()
-
-    def _notify(self, message, kind):
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {"message": message, "type": kind, "sticky": kind == "danger"},
-        }

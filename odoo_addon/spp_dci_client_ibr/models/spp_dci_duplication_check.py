@@ -9,11 +9,14 @@ import json
 import logging
 import uuid
 
+from psycopg2.extensions import TransactionRollbackError
 from spp_dci_ibr import IBRService
 from spp_dci_ibr.exceptions import DCIError
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+
+from .notification import notification
 
 _logger = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ FAIL_STUCK_LINES_SQL = """
      WHERE check_id = ANY(%(ids)s) AND status = 'pending'
 """
 LOCK_CHECK_SQL = "SELECT state FROM spp_dci_duplication_check WHERE id = %s FOR UPDATE"
+# Tries to store an ACK while a callback files the same check.
+STORE_ACK_ATTEMPTS = 5
 
 
 def _dump(value):
@@ -159,9 +164,9 @@ class SppDciDuplicationCheck(models.Model):
         return source
 
     def _spp_identifiers(self):
-        """(type, value) pairs: OpenSPP ``reg_ids`` when present, else the check's own."""
+        """(type, value) pairs: the registrant's own, else the check's."""
         self.ensure_one()
-        pairs = self.partner_id._spp_dci_ibr_reg_id_pairs()
+        pairs = self.partner_id._spp_dci_ibr_partner_pairs()
         if not pairs and self.identifier_type and self.identifier_value:
             pairs = [(self.identifier_type.strip(), self.identifier_value.strip())]
         if pairs and not self.identifier_type:
@@ -327,22 +332,22 @@ class SppDciDuplicationCheck(models.Model):
 
     def action_run_check_async(self):
         """Send the checks asynchronously: they stay ``checking`` until the registry's
-        signed on-search callback completes them (or the timeout cron fails them)."""
+        signed on-search callback completes them (or the timeout cron fails them).
+
+        The checks are prepared in this transaction and sent only once it is committed,
+        so that a registry answering at once finds them in the database."""
         self.check_access("write")
-        sent = self.browse()
+        prepared = self.sudo().browse()
         for check in self.sudo():
-            if check.state != "ready":
-                continue
-            check._spp_send_async()
-            sent |= check
-        if sent:
-            # A callback that overtook our commit is reconciled by the maintenance cron.
-            self.env.ref("spp_dci_client_ibr.ir_cron_spp_dci_ibr_maintenance").sudo()._trigger(
-                fields.Datetime.add(fields.Datetime.now(), seconds=30)
-            )
+            if check.state == "ready" and check._spp_prepare_async():
+                prepared |= check
+        if prepared:
+            prepared._spp_send_after_commit()
         return True
 
-    def _spp_send_async(self):
+    def _spp_prepare_async(self):
+        """Mark the check ``checking`` under a new transaction id with a pending line per
+        identifier; False when it failed for lack of an identifier."""
         self.ensure_one()
         source = self._spp_data_source()
         if not source.our_callback_uri:
@@ -360,15 +365,14 @@ class SppDciDuplicationCheck(models.Model):
                     name=source.name,
                 )
             )
-        client = source._spp_dci_client()
+        source._spp_dci_client()  # a misconfiguration is reported now, not after the commit
         pairs = self._spp_identifiers()
         if not pairs:
             self._spp_no_identifier()
-            return
-        transaction_id = str(uuid.uuid4())
+            return False
         now = fields.Datetime.now()
         self.detail_ids.unlink()
-        lines = self.env["spp.dci.duplication.check.detail"].create(
+        self.env["spp.dci.duplication.check.detail"].create(
             [
                 {
                     "check_id": self.id,
@@ -384,7 +388,7 @@ class SppDciDuplicationCheck(models.Model):
             {
                 "mode": "async",
                 "state": "checking",
-                "transaction_id": transaction_id,
+                "transaction_id": str(uuid.uuid4()),
                 "correlation_id": False,
                 "expected_sender_id": source.registry_sender_id.sender_id,
                 "check_date": now,
@@ -395,33 +399,92 @@ class SppDciDuplicationCheck(models.Model):
                 "failure_kind": False,
             }
         )
-        try:
-            for line in lines:
-                ack = client.search_async(
-                    "idtype-value",
-                    {"type": line.id_type, "value": line.id_value},
-                    transaction_id=transaction_id,
-                )
-                if ack.get("ack_status") != "ACK":
-                    self._spp_fail(
-                        self.env._(
-                            "The registry did not acknowledge the request (%(status)s).",
-                            status=ack.get("ack_status") or "-",
-                        )
+        return True
+
+    def _spp_send_after_commit(self):
+        """Once the current transaction is committed, send each of these prepared checks
+        (one envelope per check, one item per identifier), each on its own cursors: read,
+        send with no transaction open, then store the ACK."""
+        registry, uid, context = self.env.registry, self.env.uid, dict(self.env.context)
+        check_ids = self.ids
+
+        def env_on(cr):
+            return api.Environment(cr, uid, context, su=True)[self._name]
+
+        @self.env.cr.postcommit.add
+        def send_prepared_checks():
+            for check_id in check_ids:
+                try:
+                    with registry.cursor() as cr:
+                        request = env_on(cr).browse(check_id)._spp_async_request()
+                    if request is None:
+                        continue
+                    client, transaction_id, queries = request
+                    try:
+                        ack = client.search_async_batch(queries, transaction_id=transaction_id)
+                    except DCIError as exc:
+                        ack = exc
+                    for attempt in range(1, STORE_ACK_ATTEMPTS + 1):
+                        try:
+                            with registry.cursor() as cr:
+                                env_on(cr).browse(check_id)._spp_store_ack(ack)
+                            break
+                        except TransactionRollbackError:
+                            # A callback was filing this check at the same moment.
+                            _logger.info("Check %s busy, ACK stored again (%s)", check_id, attempt)
+                    else:
+                        _logger.warning("The ACK of check %s could not be stored", check_id)
+                except Exception:
+                    # After the commit nobody can be told: log it; the timeout cron fails
+                    # a check that stays "checking".
+                    _logger.exception("Asynchronous check %s could not be sent", check_id)
+
+    def _spp_async_request(self):
+        """(client, transaction id, queries) of a prepared check not sent yet, else None."""
+        self.ensure_one()
+        lines = self.detail_ids.sorted("sequence")
+        if self.state != "checking" or not lines or any(lines.mapped("reference_id")):
+            return None
+        queries = [
+            ("idtype-value", {"type": line.id_type, "value": line.id_value}) for line in lines
+        ]
+        return self._spp_data_source()._spp_dci_client(), self.transaction_id, queries
+
+    def _spp_store_ack(self, ack):
+        """Store the registry's ACK (reference ids on the lines, in order), or fail the check
+        closed when the request was not acknowledged (``ack`` is then the ``DCIError``)."""
+        self.ensure_one()
+        state = self._spp_lock()
+        if isinstance(ack, DCIError) or ack.get("ack_status") != "ACK":
+            if state == "checking":
+                self._spp_fail(
+                    str(ack)
+                    if isinstance(ack, DCIError)
+                    else self.env._(
+                        "The registry did not acknowledge the request (%(status)s).",
+                        status=ack.get("ack_status") or "-",
                     )
-                    return
-                references = ack.get("reference_ids") or []
-                line.write(
-                    {
-                        "reference_id": references[0] if references else False,
-                        "correlation_id": ack.get("correlation_id") or False,
-                    }
                 )
-        except DCIError as exc:
-            # Fail closed: the identifiers already sent are not enough for a verdict.
-            self._spp_fail(str(exc))
             return
-        self.correlation_id = lines[:1].correlation_id
+        correlation_id = ack.get("correlation_id") or False
+        lines = self.detail_ids.sorted("sequence")
+        for line, reference_id in zip(lines, ack.get("reference_ids") or [], strict=False):
+            if not line.reference_id:
+                line.write({"reference_id": reference_id, "correlation_id": correlation_id})
+        if not self.correlation_id:
+            self.correlation_id = correlation_id
+
+    def _spp_lock(self):
+        """Lock the check's row (callbacks, the ACK and the timeout cron each lock it before
+        writing) and return its state. A concurrent change raises TransactionRollbackError;
+        the callers handle it, so PostgreSQL's error is not logged as one."""
+        self.ensure_one()
+        self.flush_recordset()
+        self.env.cr.execute(LOCK_CHECK_SQL, (self.id,), log_exceptions=False)
+        (state,) = self.env.cr.fetchone()
+        self.invalidate_recordset()
+        self.detail_ids.invalidate_recordset()
+        return state
 
     def _spp_accepts_callback(self):
         """A callback completes a check waiting for it, or one failed only by the timeout
@@ -434,10 +497,7 @@ class SppDciDuplicationCheck(models.Model):
     def _spp_apply_callback(self, event):
         """Apply a verified on-search callback; returns the callback log state."""
         self.ensure_one()
-        self.flush_recordset()
-        self.env.cr.execute(LOCK_CHECK_SQL, (self.id,))
-        self.invalidate_recordset()
-        self.detail_ids.invalidate_recordset()
+        self._spp_lock()
         if not self._spp_accepts_callback():
             return "late"
         message = event.message if isinstance(event.message, dict) else {}
@@ -519,19 +579,13 @@ class SppDciDuplicationCheck(models.Model):
         self.write({"queued": True, "mode": "batch"})
         if chunks:
             self._spp_dispatch_chunks(chunks)
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "message": self.env._(
-                    "%(count)s check(s) submitted in %(chunks)s chunk(s).",
-                    count=len(ids),
-                    chunks=len(chunks),
-                ),
-                "type": "info",
-                "sticky": False,
-            },
-        }
+        return notification(
+            self.env._(
+                "%(count)s check(s) submitted in %(chunks)s chunk(s).",
+                count=len(ids),
+                chunks=len(chunks),
+            )
+        )
 
     def _spp_dispatch_chunks(self, chunks):
         """Run one chunk inline; hand more to the batch cron. ``spp_dci_client_ibr_queue``
@@ -615,16 +669,19 @@ class SppDciDuplicationCheck(models.Model):
     def _spp_fail_stuck_checks(self, now=None):
         now = now or fields.Datetime.now()
         message = self.env._("No callback arrived before the timeout.")
+        params = {"message": message, "now": now, "uid": self.env.uid}
         self.env.flush_all()
-        self.env.cr.execute(
-            FAIL_STUCK_CHECKS_SQL, {"message": message, "now": now, "uid": self.env.uid}
-        )
-        ids = [row[0] for row in self.env.cr.fetchall()]
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(FAIL_STUCK_CHECKS_SQL, params, log_exceptions=False)
+                ids = [row[0] for row in self.env.cr.fetchall()]
+                if ids:
+                    self.env.cr.execute(FAIL_STUCK_LINES_SQL, dict(params, ids=ids))
+        except TransactionRollbackError:
+            # A callback completed one of them since this transaction began: it won.
+            _logger.info("A stuck check was completed meanwhile; timeouts run again next time")
+            ids = []
         if ids:
-            self.env.cr.execute(
-                FAIL_STUCK_LINES_SQL,
-                {"message": message, "now": now, "uid": self.env.uid, "ids": ids},
-            )
             _logger.info("%s asynchronous check(s) timed out", len(ids))
         self.env.invalidate_all()
         return self.browse(ids)

@@ -11,6 +11,8 @@ from spp_dci_ibr.exceptions import DCIError
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from .notification import notification
+
 _logger = logging.getLogger(__name__)
 
 SENDER_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -92,17 +94,12 @@ class SppDciIbrSender(models.Model):
     def action_fetch_public_key(self):
         self.ensure_one()
         count = self.fetch_public_key()
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "message": self.env._(
-                    "%(count)s key(s) of %(sender)s fetched.", count=count, sender=self.sender_id
-                ),
-                "type": "success",
-                "sticky": False,
-            },
-        }
+        return notification(
+            self.env._(
+                "%(count)s key(s) of %(sender)s fetched.", count=count, sender=self.sender_id
+            ),
+            "success",
+        )
 
     def fetch_public_key(self):
         """Fetch the registry's JWKS (native, https only unless allowed) and store its keys."""
@@ -180,14 +177,26 @@ class SppDciIbrSender(models.Model):
             keys = [self.public_key]
         return keys
 
-    def _spp_registry_keys(self):
-        """``registry_keys`` argument of the native client (verifies signed answers)."""
+    def _spp_client_keys(self):
+        """How the native client verifies this registry's signed answers: the keyword
+        arguments ``registry_jwks_url`` (+ ``allow_insecure_jwks``) or ``registry_keys``.
+
+        The client takes one source, not both. With a JWKS URL, the URL: it is where the
+        stored keys came from, and the core refetches it on a key it does not know (at most
+        once a minute) and every hour, so a registry's key rotation needs nobody to click
+        "Fetch Public Key". The stored keys are the fallback for a registry without a URL.
+        """
         self.ensure_one()
+        if self.jwks_url:
+            return {
+                "registry_jwks_url": self.jwks_url,
+                "allow_insecure_jwks": bool(self.allow_insecure_jwks),
+            }
         keys = self._spp_verification_keys()
         jwks = [key for key in keys if isinstance(key, dict)]
         if jwks:
-            return JWKS.from_json({"keys": jwks})
-        return keys[0] if keys else None
+            return {"registry_keys": {"keys": jwks}}
+        return {"registry_keys": keys[0]} if keys else {}
 
     @api.model
     def _spp_key_lookup(self, sender_id, kid):

@@ -11,6 +11,8 @@ from spp_dci_ibr.exceptions import DCIError
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from .notification import notification
+
 _logger = logging.getLogger(__name__)
 
 # Members a published public JWK may carry; anything else (d, p, q, dp, ...) is dropped.
@@ -74,6 +76,7 @@ class SppDciSigningKey(models.Model):
     def _default_sender_id(self):
         return self.env["ir.config_parameter"].sudo().get_param("dci.sender_id", "openspp")
 
+    @api.depends("private_key")
     def _compute_has_private_key(self):
         for key in self:
             key.has_private_key = bool(key.private_key)
@@ -169,7 +172,7 @@ class SppDciSigningKey(models.Model):
         native = SigningKey.generate(self.algorithm)
         self.sudo().write({"private_key": native.private_pem()})
         _logger.info("Generated a %s signing key %s", self.algorithm, self.key_id)
-        return self._notify(
+        return notification(
             self.env._("Key pair generated for %(name)s", name=self.name), "success"
         )
 
@@ -190,27 +193,11 @@ class SppDciSigningKey(models.Model):
         )
         return True
 
-    def _notify(self, message, kind):
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {"message": message, "type": kind, "sticky": False},
-        }
-
     def _is_usable(self):
         self.ensure_one()
         return self.state == "active" and (
             not self.expires_at or self.expires_at > fields.Datetime.now()
         )
-
-    def _spp_native_key(self):
-        """The native ``SigningKey`` for signing requests (reads the private part)."""
-        self.ensure_one()
-        if not self._is_usable():
-            raise UserError(
-                self.env._("Signing key %(name)s is not active or has expired.", name=self.name)
-            )
-        return SigningKey.from_pem(self.sudo().private_key)
 
     @api.model
     def get_active_key(self, algorithm=None):

@@ -78,9 +78,11 @@ class DciSigner:
         ).decode()
         signing_string = f"(created): {created}\n(expires): {expires}\ndigest: {digest}"
         if self.algorithm == "ed25519":
-            raw = self._private.sign(signing_string.encode())
+            signed = self._private.sign(signing_string.encode())
         else:
-            raw = self._private.sign(signing_string.encode(), padding.PKCS1v15(), hashes.SHA256())
+            signed = self._private.sign(
+                signing_string.encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
         values = {
             "namespace": "dci",
             "kidId": kid or self.kid,
@@ -88,7 +90,7 @@ class DciSigner:
             "created": str(created),
             "expires": str(expires),
             "headers": "(created) (expires) digest",
-            "signature": base64.b64encode(raw).decode(),
+            "signature": base64.b64encode(signed).decode(),
         }
         values.update(params)
         values.update(raw or {})
@@ -266,6 +268,43 @@ class SandboxMixin:
     @classmethod
     def identifiers(cls, status, n):
         return cls.sandbox.sample_identifiers(status=status, n=n)
+
+    def send_after_commit(self):
+        """Run what the test transaction left for after its commit (the asynchronous sends)
+        as Odoo runs it after a real commit, on cursors of the test transaction."""
+        if type(self)._registry_patched:  # HttpCase: the registry is in test mode already
+            self.env.flush_all()
+            self.env.cr.postcommit.run()
+            self.env.invalidate_all()
+            return
+        with self.enter_registry_test_mode():
+            self.env.cr.postcommit.run()
+
+    def run_batch_workers(self):
+        """Run what a batch left to the background, as production runs it: the batch cron,
+        or with queue_job (which auto-installs the queue bridge) the chunks' queue jobs."""
+        if "queue.job" not in self.env:
+            self.env["spp.dci.duplication.check"]._cron_run_queued_checks()
+            return
+        from odoo.addons.queue_job.job import Job  # only with queue_job
+
+        jobs = self.env["queue.job"].search(
+            [("model_name", "=", "spp.dci.duplication.check"), ("state", "=", "pending")],
+            order="id",
+        )
+        for job in jobs:
+            Job.load(self.env, job.uuid).perform()
+
+    def new_partner(self, *pairs, name=None):
+        """A registrant with these identifiers of its own."""
+        return self.env["res.partner"].create(
+            {
+                "name": name or f"Registrant {pairs[0][1] if pairs else 'without identifier'}",
+                "spp_dci_identifier_ids": [
+                    (0, 0, {"id_type": id_type, "value": value}) for id_type, value in pairs
+                ],
+            }
+        )
 
     def new_check(self, pair, source=None, partner=None):
         partner = partner or self.env["res.partner"].create({"name": f"Registrant {pair[1]}"})

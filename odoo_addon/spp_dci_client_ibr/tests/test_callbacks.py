@@ -197,6 +197,7 @@ class TestCallbackEndpoint(SandboxMixin, UsersMixin, FastAPITransactionCase):
         self.assertFalse(check.result)
         self.assertTrue(check.transaction_id)
         self.assertEqual(check.expected_sender_id, self.sandbox.sender_id)
+        self.send_after_commit()
         self.assertTrue(check.detail_ids.reference_id)
         delivered = self.next_callback_for(check.transaction_id)
         response = self.post("/registry/on-search", delivered.body)
@@ -215,10 +216,54 @@ class TestCallbackEndpoint(SandboxMixin, UsersMixin, FastAPITransactionCase):
     def test_async_no_match(self):
         check = self.new_check(self.identifier("unknown"))
         check.action_run_check_async()
+        self.send_after_commit()
         delivered = self.next_callback_for(check.transaction_id)
         self.assertEqual(self.post("/registry/on-search", delivered.body).status_code, 200)
         check.invalidate_recordset()
         self.assertEqual((check.state, check.result), ("completed", "no_match"))
+
+    def test_async_check_is_sent_after_commit_in_one_envelope(self):
+        active, unknown = self.identifier("active"), self.identifier("unknown")
+        partner = self.new_partner(active, unknown)
+        check = self.env["spp.dci.duplication.check"].create(
+            {"partner_id": partner.id, "data_source_id": self.data_source.id}
+        )
+        self.sandbox.reset_stats()
+        check.with_user(self.officer).action_run_check_async()
+        self.assertEqual(check.state, "checking", check.error_message)
+        self.assertNotIn(
+            "/registry/search",
+            self.sandbox.stats()["requests"],
+            "sent before the check was committed",
+        )
+        self.send_after_commit()
+        stats = self.sandbox.stats()
+        self.assertEqual(stats["requests"]["/registry/search"], 1)
+        self.assertEqual(stats["search_items"], 2)
+        lines = check.detail_ids.sorted("sequence")
+        self.assertEqual(len(set(lines.mapped("reference_id"))), 2)
+        self.assertTrue(check.correlation_id)
+        delivered = self.next_callback_for(check.transaction_id)
+        self.assertEqual(self.post("/registry/on-search", delivered.body).status_code, 200)
+        check.invalidate_recordset()
+        self.assertEqual((check.state, check.result), ("completed", "confirmed_match"))
+        self.assertEqual(lines.mapped("status"), ["records", "no_records"])
+
+    def test_async_send_failing_after_commit_fails_the_check(self):
+        source = self.env["spp.dci.data.source"].create(
+            self.data_source_vals(
+                code="async_down",
+                base_url="http://127.0.0.1:9",
+                oauth2_token_url="http://127.0.0.1:9/oauth2/client/token",
+            )
+        )
+        check = self.new_check(self.identifier("unknown"), source=source)
+        check.action_run_check_async()
+        self.assertEqual(check.state, "checking")
+        self.send_after_commit()
+        self.assertEqual(check.state, "failed")
+        self.assertFalse(check.result)
+        self.assertTrue(check.error_message)
 
     def test_async_needs_a_registry_sender(self):
         source = self.env["spp.dci.data.source"].create(

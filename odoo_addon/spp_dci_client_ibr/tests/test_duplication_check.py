@@ -162,7 +162,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
 
     # ------------------------------------------------------------ batches
 
-    def test_batch_in_several_chunks_through_the_cron(self):
+    def test_batch_in_several_chunks_runs_in_the_background(self):
         self.env["ir.config_parameter"].sudo().set_param(CHUNK_PARAM, "7")
         active = self.identifiers("active", 8)
         unknown = self.identifiers("unknown", 12)
@@ -172,7 +172,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         checks.with_user(self.officer).action_run_batch()
         self.assertTrue(all(checks.mapped("queued")))
         self.assertEqual(set(checks.mapped("state")), {"ready"})
-        self.env["spp.dci.duplication.check"]._cron_run_queued_checks()
+        self.run_batch_workers()
         self.assertEqual(set(checks.mapped("state")), {"completed"}, checks.mapped("error_message"))
         self.assertFalse(any(checks.mapped("queued")))
         results = {check.identifier_value: check.result for check in checks}
@@ -182,6 +182,8 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
             self.assertEqual(results[value], "no_match")
 
     def test_batch_in_one_chunk_runs_at_once(self):
+        if "queue.job" in self.env:
+            self.skipTest("with the queue bridge every chunk is a queue job (tested there)")
         self.env["ir.config_parameter"].sudo().set_param(CHUNK_PARAM, "50")
         checks = self.env["spp.dci.duplication.check"]
         for pair in self.identifiers("unknown", 5):
@@ -202,14 +204,18 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         for pair in self.identifiers("unknown", 4):
             checks |= self.new_check(pair, source=source)
         checks.action_run_batch()
+        self.run_batch_workers()
         for check in checks:
             self.assert_failed_closed(check)
 
-    def test_contacts_action_checks_every_registrant_with_an_identifier(self):
+    def test_contacts_action_runs_the_checks_that_never_ran(self):
+        """Contacts whose only identifier is on a check that never ran: the wizard runs that
+        check (it does not stay "ready" beside a new one) and skips contacts without any."""
         self.env["ir.config_parameter"].sudo().set_param(CHUNK_PARAM, "50")
-        partners = self.env["res.partner"]
+        first_checks = self.env["spp.dci.duplication.check"]
         for pair in self.identifiers("active", 3):
-            partners |= self.new_check(pair).partner_id
+            first_checks |= self.new_check(pair)
+        partners = first_checks.partner_id
         no_identifier = self.env["res.partner"].create({"name": "Nobody"})
         action = (
             (partners | no_identifier).with_user(self.officer).action_spp_dci_check_ibr_duplicates()
@@ -223,16 +229,16 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         self.assertEqual(wizard.partner_count, 4)
         result = wizard.action_run()
         self.assertIn("without identifier", result["params"]["message"])
-        new_checks = self.env["spp.dci.duplication.check"].search(
-            [("partner_id", "in", partners.ids), ("mode", "=", "batch")]
-        )
-        self.assertEqual(len(new_checks), 3)
-        self.assertEqual(set(new_checks.mapped("result")), {"confirmed_match"})
+        self.run_batch_workers()
+        checks = self.env["spp.dci.duplication.check"].search([("partner_id", "in", partners.ids)])
+        self.assertEqual(checks, first_checks)
+        self.assertEqual(set(checks.mapped("mode")), {"batch"})
+        self.assertEqual(set(checks.mapped("result")), {"confirmed_match"})
         self.assertFalse(
             self.env["spp.dci.duplication.check"].search([("partner_id", "=", no_identifier.id)])
         )
         self.assertEqual(partners[0].with_user(self.viewer).spp_dci_last_result, "confirmed_match")
-        self.assertEqual(partners[0].with_user(self.viewer).spp_dci_check_count, 2)
+        self.assertEqual(partners[0].with_user(self.viewer).spp_dci_check_count, 1)
 
     # ------------------------------------------------------ stuck checks
 

@@ -23,29 +23,46 @@ class SppDciIbrBatchCheckWizard(models.TransientModel):
             wizard.partner_count = len(wizard.partner_ids)
 
     def action_run(self):
-        """Create a check per registrant that has an identifier and submit the batch."""
+        """Check every registrant that has an identifier: its check that never ran (on this
+        data source, or on none yet) when it has one, else a new one; submit the batch."""
         self.ensure_one()
         checks_model = self.env["spp.dci.duplication.check"]
         checks_model.check_access("create")
+        waiting = checks_model.search(
+            [
+                ("partner_id", "in", self.partner_ids.ids),
+                ("state", "=", "ready"),
+                ("queued", "=", False),
+                ("data_source_id", "in", (False, self.data_source_id.id)),
+            ],
+            order="id",
+        )
+        waiting_by_partner = {}
+        for check in waiting:
+            waiting_by_partner.setdefault(check.partner_id, check)
+        reused = checks_model.browse()
         to_create, values, skipped = [], [], 0
         for partner in self.partner_ids:
             pairs = partner._spp_dci_ibr_identifiers()
             if not pairs:
                 skipped += 1
-                continue
-            to_create.append(
-                {
-                    "partner_id": partner.id,
-                    "data_source_id": self.data_source_id.id,
-                    "identifier_type": pairs[0][0],
-                }
-            )
-            values.append(pairs[0][1])
+            elif partner in waiting_by_partner:
+                reused |= waiting_by_partner[partner]
+            else:
+                to_create.append(
+                    {
+                        "partner_id": partner.id,
+                        "data_source_id": self.data_source_id.id,
+                        "identifier_type": pairs[0][0],
+                    }
+                )
+                values.append(pairs[0][1])
+        reused.filtered(lambda check: not check.data_source_id).data_source_id = self.data_source_id
         checks = checks_model.create(to_create)
         # Identifier values are personal data the user may trigger a check on but not read.
         for check, value in zip(checks.sudo(), values, strict=True):
             check.identifier_value = value
-        action = checks._spp_dispatch_batch()
+        action = (reused | checks)._spp_dispatch_batch()
         if skipped:
             action["params"]["message"] += " " + self.env._(
                 "%(count)s registrant(s) without identifier skipped.", count=skipped

@@ -1,7 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
 """Every chunk of a batch becomes a queue job, run by any worker."""
 
-from odoo import models
+from odoo import api, models
 
 JOB_CHANNEL = "root.spp_dci_ibr"
 
@@ -20,3 +20,9 @@ class SppDciDuplicationCheck(models.Model):
                     count=len(chunk),
                 ),
             )._spp_run_chunk()
+
+    @api.model
+    def _cron_run_queued_checks(self, limit=None):
+        """Every queued check belongs to the queue job of its chunk: the batch cron of the
+        base addon must not run it a second time."""
+        return True

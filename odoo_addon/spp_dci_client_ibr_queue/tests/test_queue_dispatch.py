@@ -5,6 +5,7 @@ from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
 from odoo.addons.queue_job.tests.common import trap_jobs
+from odoo.addons.spp_dci_client_ibr.tests.common import SandboxMixin, UsersMixin
 
 
 @tagged("post_install", "-at_install")
@@ -47,8 +48,56 @@ class TestQueueDispatch(TransactionCase):
             trap.assert_jobs_count(3)
             self.assertEqual(sorted(len(job.recordset) for job in trap.enqueued_jobs), [1, 2, 2])
             self.assertTrue(all(self.checks.mapped("queued")))
+            # The checks belong to their jobs: the base addon's batch cron leaves them alone.
+            self.env["spp.dci.duplication.check"]._cron_run_queued_checks()
+            run.assert_not_called()
             trap.perform_enqueued_jobs()
         ran = self.env["spp.dci.duplication.check"].browse()
         for call in run.call_args_list:
             ran |= call.args[0]
         self.assertEqual(ran, self.checks)
+
+
+@tagged("post_install", "-at_install")
+class TestQueuedBatchAgainstTheSandbox(SandboxMixin, UsersMixin, TransactionCase):
+    """The contacts-list wizard, its chunks run by queue_job's own job runner for tests,
+    against the embedded sandbox: the real chunk runner, the real registry protocol."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_users()
+        cls.setup_sandbox()
+        cls.env["ir.config_parameter"].sudo().set_param("spp_dci_client_ibr.batch_chunk_size", "2")
+
+    def test_wizard_batch_runs_as_queue_jobs(self):
+        expected = {}
+        partners = self.env["res.partner"]
+        for status, result in (("active", "confirmed_match"), ("unknown", "no_match")):
+            for pair in self.identifiers(status, 3):
+                partner = self.new_partner(pair)
+                partners |= partner
+                expected[partner] = result
+        action = partners.with_user(self.officer).action_spp_dci_check_ibr_duplicates()
+        wizard = (
+            self.env["spp.dci.ibr.batch.check.wizard"]
+            .with_user(self.officer)
+            .with_context(**action["context"])
+            .create({"data_source_id": self.data_source.id})
+        )
+        with trap_jobs() as trap:
+            wizard.action_run()
+            trap.assert_jobs_count(3)
+            checks = self.env["spp.dci.duplication.check"].search(
+                [("partner_id", "in", partners.ids)]
+            )
+            self.assertEqual(set(checks.mapped("state")), {"ready"})
+            trap.perform_enqueued_jobs()
+        checks.invalidate_recordset()
+        self.assertEqual(
+            {check.partner_id: check.result for check in checks},
+            expected,
+            checks.mapped("error_message"),
+        )
+        self.assertEqual(set(checks.mapped("state")), {"completed"})
+        self.assertFalse(any(checks.mapped("queued")))
