@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = Path(
-    os.environ.get("SPP_DCI_VECTORS", ROOT / "spec" / "signature_vectors.json")
-)
+VECTORS = Path(os.environ.get("SPP_DCI_VECTORS", ROOT / "spec" / "signature_vectors.json"))
 
 
 @pytest.fixture(scope="session")

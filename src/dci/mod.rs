@@ -15,5 +15,6 @@ pub mod keysource;
 pub mod replay;
 pub mod sandbox;
 pub mod signature;
+pub mod strict_json;
 
 pub use error::{Error, Result};
