@@ -276,6 +276,20 @@ def test_container_subclasses_are_written_as_json_dumps_writes_them(wrapper: str
         assert envelope_text == dumps({"header": {"h": value}, "message": {"m": value}})
 
 
+def test_signatures_cover_what_json_dumps_writes_for_subclasses() -> None:
+    key = dci.SigningKey.generate()
+    header = {"sender_id": "s", "meta": ItemsOverride({"a": 1})}
+    message = {"m": IterOverride([1, 2]), "t": TupleIterOverride((3,))}
+    plain_header, plain_message = json.loads(dumps(header)), json.loads(dumps(message))
+    sign = {"sender_id": "s", "key_id": "k", "created": 1000}
+    field = dci.sign_envelope(plain_header, plain_message, key, **sign)
+    assert dci.sign_envelope(header, message, key, **sign) == field  # Ed25519 is deterministic
+    assert dci.verify_signature(field, header, message, key.public_pem(), now=1000)
+    assert dci.check_signature(field, header, message, key.public_pem(), now=1000).outcome == (
+        "valid"
+    )
+
+
 def test_str_int_and_float_subclass_overrides_never_reach_the_text() -> None:
     value = {ReprStr("k"): [ReprStr("v"), ReprFloat(0.5), Small(7)], "o": ReprStr("x")}
     assert dci.canonical_json(value) == dumps(value) == '{"k":["v",0.5,7],"o":"x"}'
