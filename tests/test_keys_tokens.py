@@ -77,6 +77,11 @@ def pem_texts_holding_a_private_key(
         yield f"{name}-alone", private, secret
         yield f"{name}-in-explanatory-text", f"Key for the registry\n{private}\n{public}", secret
     pkcs8 = key.private_pem()
+    for label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
+        relabelled = pkcs8.replace("PRIVATE KEY", label)
+        yield f"pkcs8-labelled-{label}", relabelled, _body_lines(pkcs8)
+    pkcs1 = rsa_key.private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL, NO_PASSWORD)
+    yield "pkcs1-labelled-public", pkcs1.decode().replace("PRIVATE", "PUBLIC"), []
     yield "lower-case-markers", public + pkcs8.replace("PRIVATE KEY", "private key"), []
     yield "crlf", (public + pkcs8).replace("\n", "\r\n"), _body_lines(pkcs8)
     yield "padded", "\n\n  " + public + "\n\n" + pkcs8 + "  \n", _body_lines(pkcs8)
@@ -280,6 +285,13 @@ def test_jwks_redirect_to_another_port_is_not_followed(
 
 def test_jwks_redirect_to_another_host_is_not_followed(origin: DCIServer) -> None:
     origin.queue(JWKS_PATH, _redirect(f"http://localhost:{origin.port}{JWKS_PATH}"))
+    with pytest.raises(HTTPStatusError):
+        dci.JWKS.fetch(origin.jwks_url, allow_http=True)
+    assert len(origin.received(JWKS_PATH)) == 1
+
+
+def test_jwks_redirect_carrying_credentials_is_not_followed(origin: DCIServer) -> None:
+    origin.queue(JWKS_PATH, _redirect(f"http://user:pw@127.0.0.1:{origin.port}{JWKS_PATH}"))
     with pytest.raises(HTTPStatusError):
         dci.JWKS.fetch(origin.jwks_url, allow_http=True)
     assert len(origin.received(JWKS_PATH)) == 1

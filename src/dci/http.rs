@@ -111,11 +111,13 @@ fn ca_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>> {
 pub const MAX_REDIRECTS: usize = 3;
 
 /// Scheme, host and port (the default port of the scheme when none is written): an https URL
-/// is never the same origin as an http one.
+/// is never the same origin as an http one. A target carrying credentials is never followed.
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
+        && b.username().is_empty()
+        && b.password().is_none()
 }
 
 fn build_client(s: &HttpSettings) -> Result<Client> {

@@ -352,18 +352,25 @@ impl VerifyingKey {
     /// PKCS#1 `RSA PUBLIC KEY` block; a text holding a private key anywhere is refused.
     pub fn from_pem(text: &[u8]) -> Result<Self> {
         let block = single_public_block(text)?;
-        match block.tag() {
-            "PUBLIC KEY" => Self::from_spki_der(block.contents()),
-            "RSA PUBLIC KEY" => {
-                let key = rsa::RsaPublicKey::from_pkcs1_der(block.contents())
-                    .map_err(|_| invalid("RSA PUBLIC KEY block is not valid PKCS#1"))?;
-                Ok(VerifyingKey::Rsa(RsaPublicKey::from_rsa(&key)?))
-            }
+        let der = block.contents();
+        let read = match block.tag() {
+            "PUBLIC KEY" => Self::from_spki_der(der),
+            "RSA PUBLIC KEY" => rsa::RsaPublicKey::from_pkcs1_der(der)
+                .map_err(|_| invalid("RSA PUBLIC KEY block is not valid PKCS#1"))
+                .and_then(|key| Ok(VerifyingKey::Rsa(RsaPublicKey::from_rsa(&key)?))),
             other => Err(invalid(format!(
                 "unsupported PEM block '{}'",
                 other.chars().take(40).collect::<String>()
             ))),
+        };
+        // A private key under a public label is still a private key.
+        if read.is_err()
+            && (SigningKey::from_pkcs8_der(der).is_ok()
+                || rsa::RsaPrivateKey::from_pkcs1_der(der).is_ok())
+        {
+            return Err(private_key_refused());
         }
+        read
     }
 
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
@@ -548,6 +555,13 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("private key"), "{err}");
+        // ... also under a public label.
+        let der = pem::parse(key.private_pem().unwrap().as_bytes()).unwrap();
+        for label in ["PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE"] {
+            let relabelled = pem_encode(label, der.contents());
+            let err = VerifyingKey::from_pem(relabelled.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("private key"), "{label}: {err}");
+        }
         assert!(SigningKey::from_pem(b"garbage").is_err());
         assert!(SigningKey::from_seed(&[0u8; 31]).is_err());
     }

@@ -218,15 +218,23 @@ pub fn with_json<'py, T, const N: usize>(
     mut f: impl for<'a> FnMut([PyJson<'a, 'py>; N]) -> Result<T>,
 ) -> Result<T> {
     match f(std::array::from_fn(|i| PyJson::new(objs[i]))) {
-        Err(Error::Json(m)) if m == NEEDS_COPY => {
-            let copies = objs
-                .iter()
-                .map(|o| plain_copy(o, 0))
-                .collect::<Result<Vec<_>>>()?;
-            f(std::array::from_fn(|i| PyJson::new(&copies[i])))
-        }
+        Err(Error::Json(m)) if m == NEEDS_COPY => with_copies(objs, f),
         done => done,
     }
+}
+
+/// The rare path of `with_json`, kept out of line so the walk in place stays as tight as it was.
+#[cold]
+#[inline(never)]
+fn with_copies<'py, T, const N: usize>(
+    objs: [&Bound<'py, PyAny>; N],
+    mut f: impl for<'a> FnMut([PyJson<'a, 'py>; N]) -> Result<T>,
+) -> Result<T> {
+    let copies = objs
+        .iter()
+        .map(|o| plain_copy(o, 0))
+        .collect::<Result<Vec<_>>>()?;
+    f(std::array::from_fn(|i| PyJson::new(&copies[i])))
 }
 
 /// Building a plain container failed (out of memory: nothing else can fail here).
