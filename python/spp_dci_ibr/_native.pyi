@@ -6,13 +6,18 @@ from typing import Any, final
 __version__: str
 
 _JSON = Any
+# A public key: PEM or JWK/JWKS JSON text (str or bytes), a JWK or JWKS dict, or a JWKS. A private
+# key anywhere in it raises KeyFormatError.
 _PublicKey = str | bytes | dict[str, Any] | "JWKS"
 
 def canonical_json(value: _JSON) -> str:
     """Exactly ``json.dumps(value, sort_keys=True, separators=(",", ":"))``.
 
-    Raises ``CanonicalJSONError`` (a ``TypeError``) for non-string keys, unsupported types or
-    nesting deeper than 512 levels.
+    Objects are read as ``json.dumps`` reads them: a ``dict`` subclass through its ``items()``,
+    a ``list``/``tuple`` subclass through iteration, ``str``/``int``/``float`` subclasses by
+    value (never their ``__str__``/``__repr__``). Raises ``CanonicalJSONError`` (a
+    ``TypeError``) for non-string keys, a key twice in one object (an ``items()`` override),
+    unsupported types or nesting deeper than 512 levels.
     """
 
 def sign_envelope(
@@ -45,7 +50,8 @@ def check_signature(
 ) -> SignatureCheck:
     """Checks a ``signature`` field; the outcome is named (see ``SignatureCheck``).
 
-    Raises ``KeyFormatError`` when ``public_key`` cannot be read.
+    ``public_key`` is a PEM (one public key block) or JWK/JWKS JSON text, a JWK or JWKS dict, or a
+    ``JWKS``. Raises ``KeyFormatError`` when it cannot be read or holds a private key anywhere.
     """
 
 def verify_signature(
@@ -61,10 +67,15 @@ def verify_signature(
     """True when valid. Signature problems give False; an unreadable key raises ``KeyFormatError``."""
 
 def jwk_to_pem(jwk: dict[str, Any] | str) -> str:
-    """A public Ed25519 or RSA JWK as SubjectPublicKeyInfo PEM; ``KeyFormatError`` otherwise."""
+    """A public Ed25519 or RSA JWK as SubjectPublicKeyInfo PEM; ``KeyFormatError`` otherwise
+    (private members anywhere, duplicate members in JSON text, other key types)."""
 
 def pem_to_jwk(pem: str | bytes, kid: str | None = None) -> dict[str, Any]:
-    """A public key PEM as the JWK to publish (``use`` sig, ``alg`` EdDSA or RS256, ``kid``)."""
+    """A public key PEM as the JWK to publish (``use`` sig, ``alg`` EdDSA or RS256, ``kid``).
+
+    The text must be one public key block; a private key anywhere in it raises
+    ``KeyFormatError``.
+    """
 
 @final
 class SigningKey:
@@ -97,13 +108,19 @@ class JWKS:
 
     @staticmethod
     def from_json(obj: str | bytes | dict[str, Any]) -> JWKS:
-        """Parses a JWKS; unusable keys are skipped (see ``skipped``)."""
+        """Parses a JWKS; unusable keys are skipped (see ``skipped``).
+
+        Raises ``KeyFormatError`` for a document that is not a JWKS, has a member twice in one
+        object, or holds a private key anywhere (the whole set is refused, not the entry).
+        """
     @staticmethod
     def fetch(url: str, *, allow_http: bool = False, verify_tls: bool = True) -> JWKS:
-        """GET a JWKS (https unless ``allow_http``; ≤ 1 MiB; 10 s; same-host redirects only).
+        """GET a JWKS (https unless ``allow_http``; ≤ 1 MiB; 10 s; at most 3 redirects, each to
+        the same scheme, host and port).
 
         Raises ``ConfigError`` for a refused URL, ``TransportError``/``DCITimeoutError``,
-        ``HTTPStatusError``, ``ProtocolError`` (too large) or ``KeyFormatError``. Releases the GIL.
+        ``HTTPStatusError`` (also for a redirect elsewhere), ``ProtocolError`` (too large) or
+        ``KeyFormatError``. Releases the GIL.
         """
     @property
     def kids(self) -> list[str | None]:
@@ -303,7 +320,7 @@ class DCIClient:
         signing_key: SigningKey | None = None,
         key_id: str | None = None,
         unsigned: bool = False,
-        registry_keys: str | dict[str, Any] | JWKS | None = None,
+        registry_keys: _PublicKey | None = None,
         registry_jwks_url: str | None = None,
         allow_insecure_jwks: bool = False,
         accept_unverified_answers: bool = False,

@@ -8,7 +8,13 @@ Registry commands (``check``, ``batch``, ``search``, ``enrolled``) are configure
 ``SPP_DCI_*`` environment variables or a TOML file (``--config`` / ``SPP_DCI_CONFIG``), in that
 order of precedence. Secrets (client secret, bearer token) are read from the environment, the
 config file or a file named by a flag — never from a flag itself, which any user of the machine can
-see — and never appear in any output.
+see — and never appear in any output. Options are never abbreviated (``--client-secret`` is not
+``--client-secret-file``), and the values of unknown options are not repeated in errors.
+
+Key files (``verify --key``, ``--registry-keys-file``, ``sandbox --trust``) hold a public key (one
+PEM block, a JWK or a JWKS); a file holding a private key anywhere is refused. ``batch`` CSV output
+writes a cell that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab, CR…)
+with a leading apostrophe.
 
 Exit codes (stable; scripts may rely on them):
 
@@ -56,10 +62,11 @@ from ._native import (
     DuplicationResult,
     IBRService,
     SigningKey,
+    canonical_json,
     check_signature,
     jwk_to_pem,
 )
-from .exceptions import ConfigError, DCIError, KeyFormatError
+from .exceptions import CanonicalJSONError, ConfigError, DCIError, KeyFormatError
 
 if TYPE_CHECKING:
     from .sandbox import IBRSandbox
@@ -175,10 +182,49 @@ def _dump_json(value: Any, stream: IO[str]) -> None:
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse, with usage errors raised as one-line ``CLIError``s (exit code 2)."""
+    """argparse, with usage errors raised as one-line ``CLIError``s (exit code 2), and no option
+    abbreviations: ``--client-secret X`` must never become ``--client-secret-file X``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+
+# Options a user may try for a secret, and where the secret goes instead.
+_SECRET_FLAG_HINTS = {
+    "--client-secret": "SPP_DCI_CLIENT_SECRET, 'client_secret' in --config or --client-secret-file",
+    "--bearer-token": "SPP_DCI_BEARER_TOKEN, 'bearer_token' in --config or --bearer-token-file",
+}
+
+
+def _unrecognized(extras: Sequence[str], command: str | None) -> CLIError:
+    """The usage error for arguments no option takes. The values of unknown options are not
+    repeated: they may be secrets (``--client-secret X``)."""
+    shown: list[str] = []
+    hidden = 0
+    after_option = False
+    for arg in extras:
+        if arg.startswith("-") and len(arg) > 1 and not after_option:
+            name, has_value, _ = arg.partition("=")
+            shown.append(name)
+            hidden += bool(has_value)
+            after_option = not has_value
+        elif after_option:
+            hidden += 1
+            after_option = False
+        else:
+            shown.append(arg)
+    text = f"unrecognized arguments: {' '.join(shown)}"
+    if hidden:
+        text += f" ({hidden} value{'s' if hidden > 1 else ''} not shown)"
+    for flag, where in _SECRET_FLAG_HINTS.items():
+        if flag in shown:
+            text += f"; secrets are never taken from a flag: use {where}"
+    help_of = f"{PROG} {command}" if command else PROG
+    return CLIError(f"{text} (see '{help_of} --help')", EXIT_USAGE)
 
 
 _HELP_FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -428,27 +474,36 @@ def _read_secret(cfg: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _public_keys_from_text(text: str, where: str) -> str | dict[str, Any] | JWKS:
-    """A PEM, a JWK or a JWKS (as text) → what ``check_signature``/``DCIClient`` take."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except ValueError as exc:
-            raise CLIError(f"{where} is neither a PEM nor valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise CLIError(f"{where} must be a JWK or a JWKS object")
-        if "keys" in obj:
-            jwks = JWKS.from_json(obj)
-            if len(jwks) == 0:
-                reasons = "; ".join(f"{k or '?'}: {r}" for k, r in jwks.skipped)
-                raise CLIError(f"{where} has no usable key{': ' + reasons if reasons else ''}")
-            return jwks
-        return obj
-    if "PRIVATE KEY" in stripped:
-        # A private key given where a public one is expected: use its public half.
-        return SigningKey.from_pem(stripped).public_pem()
-    return stripped
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _read_json(text: str, what: str) -> Any:
+    """JSON read strictly: an object with a key twice (at any depth) is refused — which of the
+    two values would the signer have meant? — and so are NaN and Infinity, which are not JSON."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_not_json)
+    except _DuplicateKey as exc:
+        raise CLIError(f"{what} has a duplicate key {_one_line(repr(exc.key), 60)}") from None
+    except RecursionError:
+        raise CLIError(f"{what} is nested too deeply") from None
+    except ValueError as exc:
+        raise CLIError(f"{what} is not valid JSON: {exc}") from None
 
 
 def _client_from_settings(cfg: dict[str, Any], *, quiet: bool = False) -> DCIClient:
@@ -517,18 +572,10 @@ def _client_from_settings(cfg: dict[str, Any], *, quiet: bool = False) -> DCICli
     if cfg.get("registry_jwks_url"):
         kwargs["registry_jwks_url"] = cfg["registry_jwks_url"]
     elif cfg.get("registry_keys_file"):
-        where = f"the registry keys file {cfg['registry_keys_file']}"
-        text = _read_text_file(cfg["registry_keys_file"], "the registry keys file")
-        try:
-            keys = _public_keys_from_text(text, where)
-        except KeyFormatError as exc:
-            raise CLIError(f"{where}: {exc}") from None
-        if isinstance(keys, dict):  # a lone JWK goes through JWKS so that its kid is kept
-            keys = JWKS.from_json({"keys": [keys]})
-            if len(keys) == 0:
-                reason = "; ".join(r for _, r in keys.skipped) or "unusable"
-                raise CLIError(f"{where}: the JWK cannot be used: {reason}")
-        kwargs["registry_keys"] = keys
+        # PEM, JWK or JWKS text, read by the core (which refuses a private key in it).
+        kwargs["registry_keys"] = _read_text_file(
+            cfg["registry_keys_file"], "the registry keys file"
+        )
     elif cfg.get("accept_unverified_answers"):
         kwargs["accept_unverified_answers"] = True
         if not quiet:
@@ -553,7 +600,9 @@ def _client_from_settings(cfg: dict[str, Any], *, quiet: bool = False) -> DCICli
             kwargs[key] = cfg[key]
     try:
         return DCIClient(**kwargs)
-    except (ConfigError, KeyFormatError, ValueError, TypeError) as exc:
+    except KeyFormatError as exc:  # the signing key was read above: the registry's keys
+        raise CLIError(f"the registry keys file {cfg.get('registry_keys_file')}: {exc}") from None
+    except (ConfigError, ValueError, TypeError) as exc:
         raise CLIError(f"invalid registry configuration: {exc}") from None
 
 
@@ -817,6 +866,19 @@ def _record_of(row: _Row, result: DuplicationResult | None, include_raw: bool) -
     return record
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): it starts with = + - @ (or
+# their full-width forms), perhaps after blanks, or with a tab, CR, LF or NUL. Such a cell is
+# written with a leading apostrophe, which spreadsheets show as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_CONTROL_STARTS = ("\t", "\r", "\n", "\x00")
+
+
+def _csv_cell(value: str) -> str:
+    if value.startswith(_CONTROL_STARTS) or value.lstrip().startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 _CSV_COLUMNS = (
     "line",
     "key",
@@ -849,20 +911,19 @@ class _Output:
             return
         ids = record["identifiers"]
         key = record["key"]
-        self.csv.writerow(
-            [
-                record["line"],
-                "" if key is None else key if isinstance(key, str) else json.dumps(key),
-                record["state"],
-                record["result"] or "",
-                "true" if record["is_duplicate"] else "false",
-                ";".join(record["matched_programs"]),
-                ";".join(f"{i['type']}={i['value']}" for i in ids),
-                ";".join(i["status"] for i in ids),
-                " | ".join(record["reasons"]),
-                record["transaction_id"] or "",
-            ]
-        )
+        cells = [
+            str(record["line"]),
+            "" if key is None else key if isinstance(key, str) else json.dumps(key),
+            record["state"],
+            record["result"] or "",
+            "true" if record["is_duplicate"] else "false",
+            ";".join(record["matched_programs"]),
+            ";".join(f"{i['type']}={i['value']}" for i in ids),
+            ";".join(i["status"] for i in ids),
+            " | ".join(record["reasons"]),
+            record["transaction_id"] or "",
+        ]
+        self.csv.writerow([_csv_cell(cell) for cell in cells])
 
 
 # ---- running checks: progress and summary ----------------------------------------------------
@@ -1252,33 +1313,41 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _read_input_text(path: str, what: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    return _read_text_file(path, what)
+    if path != "-":
+        return _read_text_file(path, what)
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CLIError(f"{what} (stdin) is not UTF-8 text") from None
+
+
+def _one_jwk(text: str, kid: str | None) -> dict[str, Any]:
+    """The key of a JWKS text to convert: the one named by ``kid``, or its only key."""
+    jwks = JWKS.from_json(text)  # refuses a private key anywhere in the set
+    skipped = dict(jwks.skipped)
+    if kid is not None:
+        jwk = jwks.get(kid)
+        if jwk is not None:
+            return jwk
+        if kid in skipped:
+            raise CLIError(f"the key '{kid}' cannot be converted: {skipped[kid]}")
+        raise CLIError(f"no key with kid '{kid}' in the JWKS")
+    kids = [*jwks.kids, *skipped]
+    if len(kids) != 1:
+        named = ", ".join(str(k) for k in kids)
+        raise CLIError(f"the JWKS has {len(kids)} keys: choose one with --kid ({named})")
+    if len(jwks) == 0:
+        raise CLIError(f"the key cannot be converted: {jwks.skipped[0][1]}")
+    return jwks.to_dict()["keys"][0]  # type: ignore[no-any-return]
 
 
 def _cmd_jwk_to_pem(args: argparse.Namespace) -> int:
     text = _read_input_text(args.file, "the JWK file")
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise CLIError(f"the JWK is not valid JSON: {exc}") from None
+    obj = _read_json(text, "the JWK")
     if not isinstance(obj, dict):
         raise CLIError("the input must be a JWK or a JWKS object")
-    if "keys" in obj:
-        keys = obj["keys"] if isinstance(obj["keys"], list) else []
-        if args.kid is not None:
-            keys = [k for k in keys if isinstance(k, dict) and k.get("kid") == args.kid]
-            if not keys:
-                raise CLIError(f"no key with kid '{args.kid}' in the JWKS")
-        if len(keys) != 1:
-            kids = ", ".join(str(k.get("kid")) for k in keys if isinstance(k, dict))
-            raise CLIError(f"the JWKS has {len(keys)} keys: choose one with --kid ({kids})")
-        obj = keys[0]
-    if not isinstance(obj, dict):
-        raise CLIError("the JWK must be an object")
     try:
-        pem = jwk_to_pem(obj)
+        pem = jwk_to_pem(_one_jwk(text, args.kid) if "keys" in obj else obj)
     except KeyFormatError as exc:
         raise CLIError(str(exc)) from None
     if args.output and args.output != "-":
@@ -1292,10 +1361,7 @@ def _cmd_jwk_to_pem(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    try:
-        envelope = json.loads(_read_input_text(args.envelope, "the envelope file"))
-    except ValueError as exc:
-        raise CLIError(f"the envelope is not valid JSON: {exc}") from None
+    envelope = _read_json(_read_input_text(args.envelope, "the envelope file"), "the envelope")
     if not isinstance(envelope, dict):
         raise CLIError("the envelope must be a JSON object")
     header, message = envelope.get("header"), envelope.get("message")
@@ -1306,9 +1372,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         signature = ""
     if not isinstance(signature, str):
         raise CLIError("the envelope's 'signature' must be a string")
-    where = f"the key file {args.key}"
+    try:  # bad input whatever the signature says (a lone surrogate cannot have been signed)
+        canonical_json({"header": header, "message": message})
+    except CanonicalJSONError as exc:
+        raise CLIError(f"the envelope cannot be checked: {exc}") from None
+    key = _read_text_file(args.key, "the key file")  # PEM, JWK or JWKS: read by the core
     try:
-        key = _public_keys_from_text(_read_text_file(args.key, "the key file"), where)
         check = check_signature(
             signature,
             header,
@@ -1319,7 +1388,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             max_lifetime=args.max_lifetime,
         )
     except KeyFormatError as exc:
-        raise CLIError(f"{where}: {exc}") from None
+        raise CLIError(f"the key file {args.key}: {exc}") from None
     valid = bool(check)
     if args.json:
         _dump_json(
@@ -1416,21 +1485,12 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         if not isinstance(faults, dict):
             raise CLIError("--faults must be a JSON object")
         kwargs["faults"] = faults
-    trusted: list[tuple[str, Any]] = []
+    trusted: list[tuple[str, str]] = []  # (sender id, PEM/JWK/JWKS text) read by the core
     for item in args.trust or []:
         sender, sep, path = item.partition("=")
         if not sep or not sender.strip() or not path.strip():
             raise CLIError(f"--trust '{item}' is not SENDER_ID=KEYFILE")
-        where = f"the key file {path}"
-        text = _read_text_file(path.strip(), "the key file")
-        try:
-            keys = _public_keys_from_text(text, where)
-        except KeyFormatError as exc:
-            raise CLIError(f"{where}: {exc}") from None
-        if isinstance(keys, JWKS):
-            trusted.extend((sender.strip(), k) for k in keys.to_dict()["keys"])
-        else:
-            trusted.append((sender.strip(), keys))
+        trusted.append((sender.strip(), _read_text_file(path.strip(), "the key file")))
     with _stop_on_signals() as stop:
         return _serve_sandbox(args, sandbox_cls, kwargs, trusted, stop)
 
@@ -1439,7 +1499,7 @@ def _serve_sandbox(
     args: argparse.Namespace,
     sandbox_cls: type[IBRSandbox],
     kwargs: dict[str, Any],
-    trusted: list[tuple[str, Any]],
+    trusted: list[tuple[str, str]],
     stop: threading.Event,
 ) -> int:
     try:
@@ -1709,7 +1769,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "(TYPE=VALUE;TYPE=VALUE).\nJSONL input: objects with the same members; "
         "'identifiers' may also be a list.\nA malformed row becomes a failed result row "
         "with the reason. A progress bar is drawn on a terminal;\nthe summary goes to stderr. "
-        "Exit 0: every row was decided; 3: some rows failed.",
+        "Exit 0: every row was decided; 3: some rows failed.\n"
+        "CSV output: a cell starting (perhaps after blanks) with = + - @ (or their full-width "
+        "forms),\na tab, CR, LF or NUL gets a leading apostrophe, so that a spreadsheet shows it "
+        "as text\n(OWASP CSV injection).",
     )
     p.add_argument("input", metavar="INPUT", help="the registrants (.csv, .jsonl; '-': stdin)")
     p.add_argument(
@@ -1803,11 +1866,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "verify",
         "verify the signature of an envelope",
         "Checks the 'signature' of a DCI envelope ({signature, header, message}) against a\n"
-        "public key and prints the outcome. Exit 0 only when it is valid; 4 otherwise.",
+        "public key and prints the outcome. Exit 0 only when it is valid; 4 otherwise.\n"
+        "An envelope with a key twice in one object, NaN or Infinity, or text that is not UTF-8\n"
+        "is refused (exit 2), as is a key file that holds a private key.",
     )
     p.add_argument("envelope", metavar="ENVELOPE", help="the envelope JSON file ('-': stdin)")
     p.add_argument(
-        "--key", required=True, metavar="FILE", help="the signer's public key: PEM, JWK or JWKS"
+        "--key",
+        required=True,
+        metavar="FILE",
+        help="the signer's public key: one PEM block, a JWK or a JWKS (never a private key)",
     )
     p.add_argument("--now", type=int, help="check at this Unix time (default: now)")
     p.add_argument("--max-skew", type=_non_negative_int, default=60, help="seconds (default 60)")
@@ -1844,7 +1912,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--trust",
         action="append",
         metavar="SENDER_ID=KEYFILE",
-        help="accept requests signed by this sender's key (PEM, JWK or JWKS); repeatable",
+        help="accept requests signed by this sender's public key (PEM, JWK or JWKS); repeatable",
     )
     p.add_argument("--faults", metavar="JSON|@FILE", help="fault injection settings")
     p.add_argument("--show-secret", action="store_true", help="print the client secret")
@@ -1896,7 +1964,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("SPP_DCI_DEBUG", "") not in ("", "0")
     try:
         parser = _build_parser()
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            raise _unrecognized(extras, args.command)
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE

@@ -1,6 +1,6 @@
 //! Authentication (PROTOCOL §5): none, static bearer, or OAuth2 client credentials with an
-//! in-process token cache per (token URL, client id, scope), refreshed 60 s early, one fetch at a
-//! time per key.
+//! in-process token cache per (token URL, client id, digest of the secret, scope, registry base
+//! URL), refreshed 60 s early, one fetch at a time per key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use super::error::{Error, Redactor, Result};
 use super::http::{describe, read_limited, Secret};
@@ -63,35 +64,78 @@ struct CachedToken {
 
 type Slot = Arc<Mutex<Option<CachedToken>>>;
 
-/// (token URL, client id, scope).
-type CacheKey = (String, String, Option<String>);
+/// (token URL, client id, digest of the client secret, scope, registry base URL): a client whose
+/// secret is wrong never rides on another client's token, and a token goes only to the registry
+/// it was fetched for. The secret itself is never part of the key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    token_url: String,
+    client_id: String,
+    secret_digest: [u8; 32],
+    scope: Option<String>,
+    registry: String,
+}
 
 fn cache() -> &'static Mutex<HashMap<CacheKey, Slot>> {
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Slot>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
+/// SHA-256 of the secret under a random per-process salt: equal secrets give equal digests in
+/// this process, and a digest found in a memory dump cannot be checked against guesses offline.
+fn secret_digest(secret: &Secret) -> [u8; 32] {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut salt = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+        salt
+    });
+    let mut hash = Sha256::new();
+    hash.update(salt);
+    hash.update(secret.expose().as_bytes());
+    hash.finalize().into()
+}
+
 impl OAuth2 {
-    fn slot(&self) -> Slot {
-        let key = (
-            self.token_url.clone(),
-            self.client_id.clone(),
-            self.scope.clone(),
-        );
-        let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(key).or_default().clone()
+    fn key(&self, registry: &str) -> CacheKey {
+        CacheKey {
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            secret_digest: secret_digest(&self.client_secret),
+            scope: self.scope.clone(),
+            registry: registry.to_owned(),
+        }
     }
 
-    /// A valid token: from the cache, or fetched (one fetch at a time per cache key).
-    pub fn token(&self, http: &Client) -> Result<Secret> {
-        let slot = self.slot();
+    fn slot(&self, key: &CacheKey) -> Slot {
+        let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_default().clone()
+    }
+
+    /// A valid token for calls to the registry at `registry` (its base URL): from the cache, or
+    /// fetched (one fetch at a time per cache key).
+    pub fn token(&self, http: &Client, registry: &str) -> Result<Secret> {
+        let key = self.key(registry);
+        let slot = self.slot(&key);
         let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = cached.as_ref() {
             if Instant::now() + REFRESH_EARLY < t.expires_at {
                 return Ok(t.token.clone());
             }
         }
-        let (token, lifetime) = self.fetch(http)?;
+        let (token, lifetime) = match self.fetch(http) {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                if cached.is_none() {
+                    // Credentials that never got a token (a wrong secret) leave nothing behind.
+                    let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
+                    if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        map.remove(&key);
+                    }
+                }
+                return Err(e);
+            }
+        };
         *cached = Some(CachedToken {
             token: token.clone(),
             expires_at: Instant::now() + lifetime,
@@ -99,9 +143,10 @@ impl OAuth2 {
         Ok(token)
     }
 
-    /// Drops the cached token if it is still `stale` (a resource answered 401 with it).
-    pub fn invalidate(&self, stale: &Secret) {
-        let slot = self.slot();
+    /// Drops the cached token for `registry` if it is still `stale` (a resource answered 401
+    /// with it).
+    pub fn invalidate(&self, stale: &Secret, registry: &str) {
+        let slot = self.slot(&self.key(registry));
         let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
         if cached.as_ref().is_some_and(|t| &t.token == stale) {
             *cached = None;
@@ -174,5 +219,39 @@ impl OAuth2 {
             Secret::new(token),
             Duration::from_secs_f64(lifetime.min(365.0 * 86400.0)),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth(secret: &str) -> OAuth2 {
+        OAuth2 {
+            token_url: "https://auth.example/token".into(),
+            client_id: "spp".into(),
+            client_secret: Secret::new(secret),
+            scope: None,
+            location: CredentialLocation::Body,
+        }
+    }
+
+    #[test]
+    fn cache_key_separates_secrets_and_registries_and_never_holds_the_secret() {
+        let secret = "s3cr3t-value-s3cr3t-value";
+        let key = oauth(secret).key("https://ibr.example");
+        assert!(key == oauth(secret).key("https://ibr.example"));
+        assert!(key != oauth("another-secret").key("https://ibr.example"));
+        assert!(key != oauth(secret).key("https://other.example"));
+        let held = [
+            key.token_url.as_bytes(),
+            key.client_id.as_bytes(),
+            key.registry.as_bytes(),
+            &key.secret_digest,
+        ]
+        .concat();
+        assert!(!held
+            .windows(6)
+            .any(|w| secret.as_bytes().windows(6).any(|s| s == w)));
     }
 }

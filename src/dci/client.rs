@@ -509,7 +509,7 @@ impl DciClient {
     /// Fetches (or reuses) the OAuth2 token: a connection and credentials test.
     pub fn check_auth(&self) -> Result<()> {
         if let Auth::OAuth2(o) = &self.auth {
-            o.token(&self.http.get()?)?;
+            o.token(&self.http.get()?, &self.base_url)?;
         }
         Ok(())
     }
@@ -583,7 +583,7 @@ impl DciClient {
             let token = match &self.auth {
                 Auth::None => None,
                 Auth::Bearer(t) => Some(t.clone()),
-                Auth::OAuth2(o) => Some(o.token(&http)?),
+                Auth::OAuth2(o) => Some(o.token(&http, &self.base_url)?),
             };
             debug!(
                 "POST {what} message_id={message_id} attempt={}",
@@ -617,7 +617,7 @@ impl DciClient {
             if status == 401 && !renewed {
                 if let (Auth::OAuth2(o), Some(t)) = (&self.auth, &token) {
                     debug!("{what}: 401, renewing the token and resending once");
-                    o.invalidate(t);
+                    o.invalidate(t, &self.base_url);
                     renewed = true;
                     continue;
                 }

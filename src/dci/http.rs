@@ -38,8 +38,8 @@ pub struct HttpSettings {
     pub verify_tls: bool,
     /// PEM of extra CA certificates to trust.
     pub ca_bundle: Option<Vec<u8>>,
-    /// Follow no redirect (API calls) or only same-host ones (JWKS).
-    pub same_host_redirects: bool,
+    /// Follow no redirect (API calls) or only same-origin ones (JWKS).
+    pub same_origin_redirects: bool,
     pub pool_size: usize,
 }
 
@@ -50,7 +50,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(10),
             verify_tls: true,
             ca_bundle: None,
-            same_host_redirects: false,
+            same_origin_redirects: false,
             pool_size: 32,
         }
     }
@@ -107,14 +107,28 @@ fn ca_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>> {
     }
 }
 
+/// Most redirects followed from one URL (same-origin redirects only).
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Scheme, host and port (the default port of the scheme when none is written): an https URL
+/// is never the same origin as an http one. A target carrying credentials is never followed.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && b.username().is_empty()
+        && b.password().is_none()
+}
+
 fn build_client(s: &HttpSettings) -> Result<Client> {
-    let redirect = if s.same_host_redirects {
+    let redirect = if s.same_origin_redirects {
         reqwest::redirect::Policy::custom(|attempt| {
             let same = attempt
                 .previous()
                 .first()
-                .is_some_and(|first| first.host_str() == attempt.url().host_str());
-            if same && attempt.previous().len() < 5 {
+                .is_some_and(|first| same_origin(first, attempt.url()));
+            // `previous` holds the URLs requested so far, the first one included.
+            if same && attempt.previous().len() <= MAX_REDIRECTS {
                 attempt.follow()
             } else {
                 attempt.stop()

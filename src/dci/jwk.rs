@@ -1,4 +1,7 @@
-//! JWK and JWKS (PROTOCOL §4): reading published keys and publishing ours.
+//! JWK and JWKS (PROTOCOL §4): reading published keys and publishing ours, and
+//! [`PublicKeys`], the one reader of public key material given as text, a JWK or a JWKS.
+
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -6,7 +9,10 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::error::{Error, Result};
-use super::keys::{Algorithm, RsaPublicKey, VerifyingKey};
+use super::keys::{
+    mentions_private_key, private_key_refused, Algorithm, RsaPublicKey, VerifyingKey,
+};
+use super::strict_json;
 
 /// Largest JWKS document accepted (PROTOCOL §4).
 pub const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -21,7 +27,33 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+/// JWK members that only private (or secret) keys have (RFC 7518 §6.2.2, §6.3.2, §6.4.1; `priv`
+/// of the AKP drafts).
+const PRIVATE_MEMBERS: [&str; 9] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv"];
+
+/// Refuses a JSON document (a JWK, a JWKS) that holds private key material anywhere: an object
+/// with a private member at any depth, or a string holding a private key PEM.
+fn refuse_private(value: &Value) -> Result<()> {
+    let private = match value {
+        Value::Object(map) => {
+            if let Some(name) = PRIVATE_MEMBERS.iter().find(|m| map.contains_key(**m)) {
+                return Err(invalid(format!(
+                    "a JWK carries the private member '{name}': this holds a private key; \
+                     give public keys only (never share a private key)"
+                )));
+            }
+            return map.values().try_for_each(refuse_private);
+        }
+        Value::Array(items) => return items.iter().try_for_each(refuse_private),
+        Value::String(text) => mentions_private_key(text),
+        _ => false,
+    };
+    if private {
+        Err(private_key_refused())
+    } else {
+        Ok(())
+    }
+}
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidKey(msg.into())
@@ -52,14 +84,10 @@ pub struct Jwk {
 impl Jwk {
     /// Reads a public JWK. The algorithm comes from `kty`/`crv` (and `alg` when present).
     pub fn from_value(value: &Value) -> Result<Self> {
+        refuse_private(value)?;
         let Value::Object(jwk) = value else {
             return Err(invalid("a JWK must be a JSON object"));
         };
-        if let Some(name) = PRIVATE_MEMBERS.iter().find(|m| jwk.contains_key(**m)) {
-            return Err(invalid(format!(
-                "JWK carries the private member '{name}'; publish and configure public keys only"
-            )));
-        }
         let kty = member(jwk, "kty")?;
         let alg = match jwk.get("alg") {
             None | Some(Value::Null) => None,
@@ -148,8 +176,10 @@ pub struct Jwks {
 
 impl Jwks {
     /// Parses a JWKS. Keys that cannot verify DCI signatures (other key types, encryption keys,
-    /// malformed members) are skipped and listed in `skipped`; the rest stay usable.
+    /// malformed members) are skipped and listed in `skipped`; the rest stay usable. A document
+    /// holding a private key anywhere is refused whole.
     pub fn from_value(value: &Value) -> Result<Self> {
+        refuse_private(value)?;
         let keys = match value {
             Value::Object(doc) => match doc.get("keys") {
                 Some(Value::Array(keys)) => keys,
@@ -184,8 +214,8 @@ impl Jwks {
                 body.len()
             )));
         }
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| invalid(format!("JWKS is not JSON: {e}")))?;
+        let value =
+            strict_json::parse(body, strict_json::MAX_DEPTH).map_err(|e| invalid(format!("JWKS is not JSON: {e}")))?;
         Self::from_value(&value)
     }
 
@@ -196,6 +226,59 @@ impl Jwks {
 
     pub fn to_value(&self) -> Value {
         json!({"keys": self.keys.iter().map(|k| to_jwk(&k.key, k.kid.as_deref())).collect::<Vec<_>>()})
+    }
+}
+
+/// Public key material as a caller gives it: one key (a PEM or a JWK) or a key set (a JWKS).
+/// Every entry point that takes a public key reads it here, so a private key is refused the
+/// same way everywhere (PROTOCOL §4).
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // read once per configuration; boxing buys nothing
+pub enum PublicKeys {
+    One(Jwk),
+    Set(Arc<Jwks>),
+}
+
+impl PublicKeys {
+    /// From text: a PEM public key, or JSON (duplicate members refused) holding a JWK or a JWKS.
+    pub fn from_text(text: &[u8]) -> Result<Self> {
+        let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(text);
+        if text.trim_ascii_start().starts_with(b"{") {
+            if std::str::from_utf8(text).is_ok_and(mentions_private_key) {
+                return Err(private_key_refused());
+            }
+            let value = strict_json::parse(text, strict_json::MAX_DEPTH)
+                .map_err(|e| invalid(format!("the key text is not valid JSON: {e}")))?;
+            return Self::from_value(&value);
+        }
+        Ok(PublicKeys::One(Jwk {
+            kid: None,
+            key: VerifyingKey::from_pem(text)?,
+        }))
+    }
+
+    /// From JSON: a JWKS (an object with `keys`, at least one of them usable) or one JWK.
+    pub fn from_value(value: &Value) -> Result<Self> {
+        if value.get("keys").is_none() {
+            return Ok(PublicKeys::One(Jwk::from_value(value)?));
+        }
+        let jwks = Jwks::from_value(value)?;
+        if jwks.keys.is_empty() {
+            let reasons: Vec<String> = jwks
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.kid.as_deref().unwrap_or("?"), s.reason))
+                .collect();
+            return Err(invalid(format!(
+                "the JWKS has no usable key{}",
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join("; "))
+                }
+            )));
+        }
+        Ok(PublicKeys::Set(Arc::new(jwks)))
     }
 }
 
@@ -238,5 +321,94 @@ mod tests {
         assert!(jwks.get("k1").is_none());
         assert!(Jwks::from_value(&json!({"nokeys": []})).is_err());
         assert!(Jwks::from_slice(&vec![b' '; MAX_JWKS_BYTES + 1]).is_err());
+    }
+
+    fn is_private_refusal(r: Result<PublicKeys>) -> bool {
+        matches!(r, Err(Error::InvalidKey(m)) if m.contains("private key"))
+    }
+
+    #[test]
+    fn public_key_material_holding_a_private_key_is_refused_whatever_else_it_holds() {
+        use crate::dci::keys::SigningKey;
+        let key = SigningKey::generate(Algorithm::Ed25519, 0).unwrap();
+        let public = key.verifying_key().public_pem().unwrap();
+        let private = key.private_pem().unwrap().to_string();
+        for text in [
+            format!("{public}{private}"),
+            format!("{private}{public}"),
+            format!(
+                "{public}{}",
+                private.replace("PRIVATE KEY", "EC PRIVATE KEY")
+            ),
+            format!(
+                "{public}{}",
+                private.replace("PRIVATE KEY", "OPENSSH PRIVATE KEY")
+            ),
+            format!("{public}{}", private.to_lowercase()),
+            format!("{public}PuTTY-User-Key-File-3: ssh-ed25519\n"),
+        ] {
+            assert!(
+                is_private_refusal(PublicKeys::from_text(text.as_bytes())),
+                "{text}"
+            );
+        }
+        let jwk = to_jwk(&key.verifying_key(), Some("s|k|ed25519"));
+        for member in PRIVATE_MEMBERS {
+            let mut bad = jwk.clone();
+            bad[member] = Value::Null;
+            assert!(is_private_refusal(PublicKeys::from_value(&bad)), "{member}");
+            let set = json!({"keys": [jwk.clone(), bad]});
+            assert!(
+                is_private_refusal(PublicKeys::from_value(&set)),
+                "{member} in a set"
+            );
+            assert!(Jwks::from_value(&set).is_err());
+            let text = set.to_string();
+            assert!(is_private_refusal(PublicKeys::from_text(text.as_bytes())));
+        }
+        for doc in [
+            json!({"keys": [jwk.clone(), private.clone()]}),
+            json!({"keys": [{"kty": "EC", "d": "AA"}, jwk.clone()]}),
+            json!({"keys": [jwk.clone()], "extra": [{"k": "c2VjcmV0"}]}),
+        ] {
+            assert!(is_private_refusal(PublicKeys::from_value(&doc)), "{doc}");
+        }
+        // The public parts alone are fine.
+        assert!(PublicKeys::from_text(public.as_bytes()).is_ok());
+        let set = json!({"keys": [jwk]}).to_string();
+        assert!(matches!(
+            PublicKeys::from_text(set.as_bytes()),
+            Ok(PublicKeys::Set(_))
+        ));
+    }
+
+    #[test]
+    fn public_key_text_is_one_key_read_strictly() {
+        use crate::dci::keys::SigningKey;
+        let public = |_| {
+            SigningKey::generate(Algorithm::Ed25519, 0)
+                .unwrap()
+                .verifying_key()
+                .public_pem()
+                .unwrap()
+        };
+        let (a, b): (String, String) = (public(0), public(1));
+        assert!(PublicKeys::from_text(format!("{a}{b}").as_bytes()).is_err());
+        assert!(PublicKeys::from_text(format!("junk\n{a}").as_bytes()).is_err());
+        assert!(PublicKeys::from_text(format!("{a}junk").as_bytes()).is_err());
+        let crlf = format!("\u{feff}\r\n {}", a.replace('\n', "\r\n"));
+        assert!(PublicKeys::from_text(crlf.as_bytes()).is_ok());
+        let jwk = PublicKeys::from_text(a.as_bytes()).unwrap();
+        let PublicKeys::One(jwk) = jwk else { panic!() };
+        let text = to_jwk(&jwk.key, None).to_string();
+        let twice = text.replacen('{', r#"{"x": "AAAA", "#, 1);
+        assert!(
+            PublicKeys::from_text(twice.as_bytes()).is_err(),
+            "duplicate x"
+        );
+        assert!(
+            PublicKeys::from_text(br#"{"keys": []}"#).is_err(),
+            "no usable key"
+        );
     }
 }

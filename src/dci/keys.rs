@@ -306,22 +306,71 @@ pub fn pem_encode(tag: &str, der: &[u8]) -> String {
     )
 }
 
+/// True when `text` holds private key material in any encoding we know of: a PEM or RFC 4716
+/// `PRIVATE KEY` block of any kind (PKCS#8, PKCS#1, EC, DSA, OpenSSH, encrypted, PGP), or a PuTTY
+/// key file. ("PRIVATE KEY", with its space, cannot occur inside base64.)
+pub fn mentions_private_key(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    upper.contains("PRIVATE KEY")
+        || upper.contains("PUTTY-USER-KEY-FILE")
+        || upper.contains("PRIVATE-LINES")
+}
+
+/// The refusal wherever a public key is expected (PROTOCOL §4). Names no key material.
+pub fn private_key_refused() -> Error {
+    invalid("this holds a private key; give the public key only (never share a private key)")
+}
+
+/// The one PEM block of a public key text: a private key anywhere in it is refused, and so is
+/// anything but whitespace around the block (which of two keys would be meant?).
+fn single_public_block(text: &[u8]) -> Result<pem::Pem> {
+    let text = std::str::from_utf8(text).map_err(|_| invalid("PEM text is not UTF-8"))?;
+    if mentions_private_key(text) {
+        return Err(private_key_refused());
+    }
+    let text = text.trim_start_matches('\u{feff}').trim();
+    let blocks = text.matches("-----BEGIN ").count();
+    if blocks > 1 {
+        return Err(invalid(format!(
+            "the PEM text holds {blocks} blocks; give exactly one public key"
+        )));
+    }
+    if blocks == 0
+        || text.matches("-----END ").count() != 1
+        || !text.starts_with("-----BEGIN ")
+        || !text.ends_with("-----")
+    {
+        return Err(invalid(
+            "not one PEM block (expected -----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY----- and nothing else)",
+        ));
+    }
+    pem::parse(text).map_err(|_| invalid("not a PEM block (expected -----BEGIN ...-----)"))
+}
+
 impl VerifyingKey {
-    /// A public key from PEM: SubjectPublicKeyInfo `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`.
+    /// A public key from a PEM text holding exactly one SubjectPublicKeyInfo `PUBLIC KEY` or
+    /// PKCS#1 `RSA PUBLIC KEY` block; a text holding a private key anywhere is refused.
     pub fn from_pem(text: &[u8]) -> Result<Self> {
-        let block = parse_pem(text)?;
-        match block.tag() {
-            "PUBLIC KEY" => Self::from_spki_der(block.contents()),
-            "RSA PUBLIC KEY" => {
-                let key = rsa::RsaPublicKey::from_pkcs1_der(block.contents())
-                    .map_err(|_| invalid("RSA PUBLIC KEY block is not valid PKCS#1"))?;
-                Ok(VerifyingKey::Rsa(RsaPublicKey::from_rsa(&key)?))
-            }
-            "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => Err(invalid(
-                "this is a private key; give the public key (never share the private one)",
-            )),
-            other => Err(invalid(format!("unsupported PEM block '{other}'"))),
+        let block = single_public_block(text)?;
+        let der = block.contents();
+        let read = match block.tag() {
+            "PUBLIC KEY" => Self::from_spki_der(der),
+            "RSA PUBLIC KEY" => rsa::RsaPublicKey::from_pkcs1_der(der)
+                .map_err(|_| invalid("RSA PUBLIC KEY block is not valid PKCS#1"))
+                .and_then(|key| Ok(VerifyingKey::Rsa(RsaPublicKey::from_rsa(&key)?))),
+            other => Err(invalid(format!(
+                "unsupported PEM block '{}'",
+                other.chars().take(40).collect::<String>()
+            ))),
+        };
+        // A private key under a public label is still a private key.
+        if read.is_err()
+            && (SigningKey::from_pkcs8_der(der).is_ok()
+                || rsa::RsaPrivateKey::from_pkcs1_der(der).is_ok())
+        {
+            return Err(private_key_refused());
         }
+        read
     }
 
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
@@ -506,6 +555,13 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("private key"), "{err}");
+        // ... also under a public label.
+        let der = pem::parse(key.private_pem().unwrap().as_bytes()).unwrap();
+        for label in ["PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE"] {
+            let relabelled = pem_encode(label, der.contents());
+            let err = VerifyingKey::from_pem(relabelled.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("private key"), "{label}: {err}");
+        }
         assert!(SigningKey::from_pem(b"garbage").is_err());
         assert!(SigningKey::from_seed(&[0u8; 31]).is_err());
     }

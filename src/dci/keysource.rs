@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
-use super::http::{describe, read_limited, HttpSettings, LazyClient};
-use super::jwk::{Jwks, MAX_JWKS_BYTES};
+use super::http::{describe, read_limited, HttpSettings, LazyClient, MAX_REDIRECTS};
+use super::jwk::{Jwks, PublicKeys, MAX_JWKS_BYTES};
 use super::keys::VerifyingKey;
 use super::signature::Keys;
 
@@ -32,7 +32,8 @@ pub fn check_jwks_url(url: &str, allow_http: bool) -> Result<()> {
     }
 }
 
-/// Fetches a JWKS: `GET url`, ≤ 1 MiB, same-host redirects only.
+/// Fetches a JWKS: `GET url`, ≤ 1 MiB, at most [`MAX_REDIRECTS`] redirects, each to the same
+/// scheme, host and port; a redirect elsewhere is not followed and fails the fetch.
 pub fn fetch_jwks(http: &LazyClient, url: &str, allow_http: bool) -> Result<Jwks> {
     check_jwks_url(url, allow_http)?;
     let resp = http
@@ -42,6 +43,16 @@ pub fn fetch_jwks(http: &LazyClient, url: &str, allow_http: bool) -> Result<Jwks
         .send()
         .map_err(|e| describe(e, "JWKS fetch"))?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(Error::HttpStatus {
+            status: status.as_u16(),
+            code: None,
+            message: format!(
+                "JWKS fetch redirected: only up to {MAX_REDIRECTS} redirects to the same \
+                 scheme, host and port are followed"
+            ),
+        });
+    }
     if !status.is_success() {
         return Err(Error::HttpStatus {
             status: status.as_u16(),
@@ -53,14 +64,14 @@ pub fn fetch_jwks(http: &LazyClient, url: &str, allow_http: bool) -> Result<Jwks
     Jwks::from_slice(&body)
 }
 
-/// A fresh client for JWKS fetches (10 s timeout, same-host redirects).
+/// A fresh client for JWKS fetches (10 s timeout, same-origin redirects).
 pub fn jwks_http(verify_tls: bool, ca_bundle: Option<Vec<u8>>) -> Result<LazyClient> {
     LazyClient::new(HttpSettings {
         timeout: JWKS_TIMEOUT,
         connect_timeout: JWKS_TIMEOUT,
         verify_tls,
         ca_bundle,
-        same_host_redirects: true,
+        same_origin_redirects: true,
         pool_size: 2,
     })
 }
@@ -167,6 +178,15 @@ pub enum RegistryKeys {
         allow_http: bool,
         http: LazyClient,
     },
+}
+
+impl From<PublicKeys> for RegistryKeys {
+    fn from(keys: PublicKeys) -> Self {
+        match keys {
+            PublicKeys::One(jwk) => RegistryKeys::Key(jwk.key),
+            PublicKeys::Set(jwks) => RegistryKeys::Set(jwks),
+        }
+    }
 }
 
 impl RegistryKeys {

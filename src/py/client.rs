@@ -5,19 +5,18 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList};
 use serde_json::{json, Value};
 
 use super::gil::blocking;
 use super::json::{to_python, to_value};
-use super::signing::{PyJwks, PySigningKey};
+use super::signing::{PublicKeyArg, PyJwks, PySigningKey};
 use crate::dci::auth::{Auth, CredentialLocation, OAuth2};
 use crate::dci::client::{
     search_criteria, Ack, Answer, Callback, ClientConfig, DciClient, ItemAnswer, ItemStatus, Reply,
     Retry, Sent, Signing,
 };
 use crate::dci::http::{HttpSettings, Secret};
-use crate::dci::keys::VerifyingKey;
 use crate::dci::keysource::{self, check_jwks_url, RegistryKeys};
 use crate::dci::Error;
 
@@ -144,7 +143,7 @@ impl PyDciClient {
             connect_timeout: seconds(connect_timeout, "connect_timeout")?,
             verify_tls,
             ca_bundle: ca_bundle.clone(),
-            same_host_redirects: false,
+            same_origin_redirects: false,
             pool_size: 32,
         };
         let registry_keys = match (registry_keys, registry_jwks_url) {
@@ -163,24 +162,7 @@ impl PyDciClient {
                     http: keysource::jwks_http(verify_tls, ca_bundle)?,
                 }
             }
-            (Some(k), None) => {
-                if let Ok(j) = k.downcast::<PyJwks>() {
-                    RegistryKeys::Set(j.get().jwks.clone())
-                } else if k.is_instance_of::<PyDict>() {
-                    let value = to_value(k)?;
-                    if value.get("keys").is_some() {
-                        RegistryKeys::Set(Arc::new(crate::dci::jwk::Jwks::from_value(&value)?))
-                    } else {
-                        RegistryKeys::Key(crate::dci::jwk::Jwk::from_value(&value)?.key)
-                    }
-                } else if let Ok(s) = k.downcast::<PyString>() {
-                    RegistryKeys::Key(VerifyingKey::from_pem(s.to_str()?.as_bytes())?)
-                } else {
-                    return Err(PyTypeError::new_err(
-                        "registry_keys must be a PEM str, a JWK dict or a JWKS",
-                    ));
-                }
-            }
+            (Some(k), None) => k.extract::<PublicKeyArg>()?.0.into(),
         };
         let callback = match (callback_base_url, callback_uri) {
             (Some(_), Some(_)) => {

@@ -1,5 +1,12 @@
 //! Python objects as JSON: a [`JsonView`] over live Python objects (no intermediate tree), and
 //! conversions between Python objects and `serde_json::Value` at the edges.
+//!
+//! Objects are read the way `json.dumps` reads them. Exact `dict`/`list`/`tuple` objects, and
+//! every `str`/`int`/`float` (subclasses included), are read from their storage without running
+//! Python code. A container subclass is read through its own methods, as `json.dumps` does
+//! (`items()` of a dict, iteration of a list or tuple) — Python code that may change or free
+//! what a borrowing walk holds. So [`with_json`] walks in place, and when it meets such a
+//! subclass, copies the tree into plain containers (holding references) and walks the copy.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -190,23 +197,162 @@ impl<'a, 'py> JsonView for PyJson<'a, 'py> {
         if let Ok(f) = o.downcast::<PyFloat>() {
             return Ok(View::Float(f.value()));
         }
-        if o.is_instance_of::<PyDict>() {
-            return dict_view(o);
-        }
-        if o.is_instance_of::<PyList>() {
-            return Ok(sequence_view(o, true));
-        }
-        if o.is_instance_of::<PyTuple>() {
-            return Ok(sequence_view(o, false));
+        if o.is_instance_of::<PyDict>()
+            || o.is_instance_of::<PyList>()
+            || o.is_instance_of::<PyTuple>()
+        {
+            // Read only through its own methods: see `with_json`.
+            return Err(Error::Json(NEEDS_COPY.into()));
         }
         Err(type_error(&o.to_owned()))
     }
 }
 
+/// What a walk in place answers for a container subclass; `with_json` then walks a plain copy.
+const NEEDS_COPY: &str = "a dict, list or tuple subclass must be read through with_json";
+
+/// Runs `f` over Python objects viewed as JSON: in place, or, when the objects hold a container
+/// subclass, over plain copies made the way `json.dumps` reads them (see the module comment).
+pub fn with_json<'py, T, const N: usize>(
+    objs: [&Bound<'py, PyAny>; N],
+    mut f: impl for<'a> FnMut([PyJson<'a, 'py>; N]) -> Result<T>,
+) -> Result<T> {
+    match f(std::array::from_fn(|i| PyJson::new(objs[i]))) {
+        Err(Error::Json(m)) if m == NEEDS_COPY => with_copies(objs, f),
+        done => done,
+    }
+}
+
+/// The rare path of `with_json`, kept out of line so the walk in place stays as tight as it was.
+#[cold]
+#[inline(never)]
+fn with_copies<'py, T, const N: usize>(
+    objs: [&Bound<'py, PyAny>; N],
+    mut f: impl for<'a> FnMut([PyJson<'a, 'py>; N]) -> Result<T>,
+) -> Result<T> {
+    let copies = objs
+        .iter()
+        .map(|o| plain_copy(o, 0))
+        .collect::<Result<Vec<_>>>()?;
+    f(std::array::from_fn(|i| PyJson::new(&copies[i])))
+}
+
+/// Building a plain container failed (out of memory: nothing else can fail here).
+fn copy_failed(err: PyErr) -> Error {
+    Error::Json(format!("cannot copy the value: {err}"))
+}
+
+fn method_error(obj: &Bound<'_, PyAny>, what: &str, err: PyErr) -> Error {
+    let owner = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let raised = err
+        .get_type(obj.py())
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    Error::Json(format!("{what} of a {owner} raised {raised}"))
+}
+
+/// The items `json.dumps(..., sort_keys=True)` writes for a dict: none when it stores none;
+/// `items()` of a subclass, a snapshot of an exact dict's; as exact `str` keys in code point
+/// order, a key twice refused (a reader would keep only one of the two values).
+fn dict_items<'py>(d: &Bound<'py, PyDict>) -> Result<Vec<(String, Bound<'py, PyAny>)>> {
+    if d.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<Bound<'py, PyAny>> = if d.is_exact_instance_of::<PyDict>() {
+        d.items().into_iter().collect()
+    } else {
+        let call = |e| method_error(d.as_any(), "items()", e);
+        d.call_method0("items")
+            .and_then(|items| items.try_iter()?.collect::<PyResult<Vec<_>>>())
+            .map_err(call)?
+    };
+    let mut items = Vec::with_capacity(raw.len());
+    for item in raw {
+        let pair = item
+            .downcast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| Error::Json("items() must return 2-tuples".into()))?;
+        let (key, value) = (
+            pair.get_item(0).map_err(copy_failed)?,
+            pair.get_item(1).map_err(copy_failed)?,
+        );
+        if !key.is_instance_of::<PyString>() {
+            return Err(Error::Json(
+                "object keys must be str (canonical JSON sorts string keys)".into(),
+            ));
+        }
+        items.push((text(key.as_borrowed())?.0.to_owned(), value));
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = items.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::Json(format!(
+            "an object has the key '{}' twice",
+            pair[0].0.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(items)
+}
+
+/// A copy of `obj` in exact dicts and lists, read in the order and the way `json.dumps` reads
+/// it; leaves (str, int, float, bool, None, their subclasses) are shared, not copied.
+fn plain_copy<'py>(obj: &Bound<'py, PyAny>, depth: usize) -> Result<Bound<'py, PyAny>> {
+    if depth > canonical::MAX_DEPTH {
+        return Err(Error::Json(format!(
+            "nesting deeper than {} levels",
+            canonical::MAX_DEPTH
+        )));
+    }
+    let py = obj.py();
+    if obj.is_none()
+        || obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyInt>()
+        || obj.is_instance_of::<PyFloat>()
+    {
+        return Ok(obj.clone());
+    }
+    if let Ok(d) = obj.downcast::<PyDict>() {
+        let out = PyDict::new(py);
+        for (key, value) in dict_items(d)? {
+            out.set_item(key, plain_copy(&value, depth + 1)?)
+                .map_err(copy_failed)?;
+        }
+        return Ok(out.into_any());
+    }
+    let out = PyList::empty(py);
+    if let Ok(list) = obj.downcast_exact::<PyList>() {
+        // Index by index, the length read again each time: json.dumps' own walk.
+        let mut i = 0;
+        while i < list.len() {
+            let item = list.get_item(i).map_err(copy_failed)?;
+            out.append(plain_copy(&item, depth + 1)?)
+                .map_err(copy_failed)?;
+            i += 1;
+        }
+    } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let items = obj
+            .try_iter()
+            .and_then(|it| it.collect::<PyResult<Vec<_>>>())
+            .map_err(|e| method_error(obj, "iteration", e))?;
+        for item in items {
+            out.append(plain_copy(&item, depth + 1)?)
+                .map_err(copy_failed)?;
+        }
+    } else {
+        return Err(type_error(obj));
+    }
+    Ok(out.into_any())
+}
+
 /// A Python JSON-like object as a `serde_json::Value` (through its canonical text, so numbers keep
 /// exactly the form Python would write).
 pub fn to_value(obj: &Bound<'_, PyAny>) -> Result<Value> {
-    let text = canonical::to_string(&PyJson::new(obj))?;
+    let text = with_json([obj], |[v]| canonical::to_string(&v))?;
     serde_json::from_str(&text).map_err(|e| Error::Json(e.to_string()))
 }
 

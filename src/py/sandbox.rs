@@ -5,14 +5,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use serde_json::{Map, Value};
 
 use super::gil::blocking;
 use super::json::{to_python, to_value};
-use super::signing::{PyJwks, PySigningKey};
-use crate::dci::jwk::Jwk;
-use crate::dci::keys::VerifyingKey;
+use super::signing::{PublicKeyArg, PySigningKey};
+use crate::dci::jwk::{Jwk, PublicKeys};
 use crate::dci::sandbox::{DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig};
 
 /// A dict whose keys may be ints (HTTP statuses) as JSON with string keys, one level deep for
@@ -49,29 +48,10 @@ fn faults_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
 }
 
 fn public_keys(key: &Bound<'_, PyAny>) -> PyResult<Vec<Jwk>> {
-    if let Ok(j) = key.downcast::<PyJwks>() {
-        return Ok(j.get().jwks.keys.clone());
-    }
-    if key.is_instance_of::<PyDict>() {
-        let value = to_value(key)?;
-        if value.get("keys").is_some() {
-            return Ok(crate::dci::jwk::Jwks::from_value(&value)?.keys);
-        }
-        return Ok(vec![Jwk::from_value(&value)?]);
-    }
-    let pem: Vec<u8> = if let Ok(s) = key.downcast::<PyString>() {
-        s.to_str()?.as_bytes().to_vec()
-    } else if let Ok(b) = key.downcast::<PyBytes>() {
-        b.as_bytes().to_vec()
-    } else {
-        return Err(PyTypeError::new_err(
-            "key must be a public PEM (str or bytes), a JWK dict or a JWKS",
-        ));
-    };
-    Ok(vec![Jwk {
-        kid: None,
-        key: VerifyingKey::from_pem(&pem)?,
-    }])
+    Ok(match key.extract::<PublicKeyArg>()?.0 {
+        PublicKeys::One(jwk) => vec![jwk],
+        PublicKeys::Set(jwks) => jwks.keys.clone(),
+    })
 }
 
 /// The embedded IBR sandbox (see `spp_dci_ibr.sandbox.IBRSandbox` for the documented API).

@@ -8,14 +8,16 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use sha2::{Digest as _, Sha256};
 
 use super::gil::blocking;
-use super::json::{to_python, to_value, PyJson};
+use super::json::{to_python, to_value, with_json};
 use crate::dci::canonical;
 use crate::dci::envelope::now_unix;
-use crate::dci::jwk::{self, Jwk, Jwks};
-use crate::dci::keys::{Algorithm, SigningKey, VerifyingKey};
+use crate::dci::jwk::{self, Jwks, PublicKeys};
+use crate::dci::keys::{
+    mentions_private_key, private_key_refused, Algorithm, SigningKey, VerifyingKey,
+};
 use crate::dci::replay::ReplayGuard;
 use crate::dci::signature::{self, Check, Keys, Policy};
-use crate::dci::Error;
+use crate::dci::{strict_json, Error};
 
 fn parse_algorithm(name: &str) -> PyResult<Algorithm> {
     Algorithm::parse(name).ok_or_else(|| {
@@ -145,7 +147,8 @@ pub struct PyJwks {
 #[pymethods]
 impl PyJwks {
     /// Parses a JWKS from JSON text, bytes or a dict. Keys that cannot verify DCI signatures are
-    /// skipped (see `skipped`); a document that is not a JWKS raises `KeyFormatError`.
+    /// skipped (see `skipped`); a document that is not a JWKS, has duplicate members or holds a
+    /// private key anywhere raises `KeyFormatError`.
     #[staticmethod]
     fn from_json(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         let jwks = if obj.is_instance_of::<PyDict>() {
@@ -158,8 +161,8 @@ impl PyJwks {
         })
     }
 
-    /// Fetches a JWKS: GET `url` (https unless `allow_http`; ≤ 1 MiB; 10 s timeout; same-host
-    /// redirects only). Releases the GIL.
+    /// Fetches a JWKS: GET `url` (https unless `allow_http`; ≤ 1 MiB; 10 s timeout; at most 3
+    /// redirects, each to the same scheme, host and port). Releases the GIL.
     #[staticmethod]
     #[pyo3(signature = (url, *, allow_http = false, verify_tls = true))]
     fn fetch(py: Python<'_>, url: String, allow_http: bool, verify_tls: bool) -> PyResult<Self> {
@@ -207,34 +210,33 @@ impl PyJwks {
     }
 }
 
-/// The verification key(s) named by a `public_key` argument.
-enum PublicKeys {
-    One(VerifyingKey),
-    Set(Arc<Jwks>),
-}
+/// Public key material as Python gives it: PEM or JSON (JWK, JWKS) text as `str` or `bytes`, a
+/// JWK or JWKS `dict`, or a `JWKS`. Read by the core's one reader, which refuses private keys.
+pub struct PublicKeyArg(pub PublicKeys);
 
-impl PublicKeys {
-    fn extract(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+impl<'py> FromPyObject<'py> for PublicKeyArg {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(j) = obj.downcast::<PyJwks>() {
-            return Ok(PublicKeys::Set(j.get().jwks.clone()));
+            return Ok(PublicKeyArg(PublicKeys::Set(j.get().jwks.clone())));
         }
         if obj.is_instance_of::<PyDict>() {
-            return Ok(PublicKeys::One(Jwk::from_value(&to_value(obj)?)?.key));
+            return Ok(PublicKeyArg(PublicKeys::from_value(&to_value(obj)?)?));
         }
         if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
-            return Ok(PublicKeys::One(VerifyingKey::from_pem(&text_or_bytes(
-                obj,
-                "public_key",
-            )?)?));
+            let text = zeroize::Zeroizing::new(text_or_bytes(obj, "public key")?);
+            return Ok(PublicKeyArg(PublicKeys::from_text(&text)?));
         }
         Err(PyTypeError::new_err(
-            "public_key must be a PEM (str or bytes), a JWK dict or a JWKS",
+            "public_key must be a PEM or JWK/JWKS JSON text (str or bytes), a JWK or JWKS dict, \
+             or a JWKS",
         ))
     }
+}
 
+impl PublicKeyArg {
     fn keys(&self) -> Keys<'_> {
-        match self {
-            PublicKeys::One(k) => Keys::One(k),
+        match &self.0 {
+            PublicKeys::One(k) => Keys::One(&k.key),
             PublicKeys::Set(s) => Keys::Set(s),
         }
     }
@@ -294,8 +296,10 @@ pub fn canonical_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyS
     }
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
-        buf.clear();
-        canonical::write(&PyJson::new(value), &mut buf)?;
+        with_json([value], |[v]| {
+            buf.clear();
+            canonical::write(&v, &mut buf)
+        })?;
         let text = PyString::new(value.py(), &buf);
         if buf.capacity() > 1 << 20 {
             *buf = String::with_capacity(4096); // don't keep a huge buffer alive
@@ -336,11 +340,9 @@ pub fn sign_envelope(
             "lifetime must be a positive number of seconds",
         ));
     }
-    let payload = canonical::signing_payload(
-        &PyJson::new(header),
-        &PyJson::new(message),
-        canonical::HeaderForm::AsReceived,
-    )?;
+    let payload = with_json([header, message], |[h, m]| {
+        canonical::signing_payload(&h, &m, canonical::HeaderForm::AsReceived)
+    })?;
     let created = created.unwrap_or_else(now_unix);
     let expires = created.checked_add(lifetime).unwrap_or(i64::MAX);
     if !(0..=signature::MAX_TIMESTAMP).contains(&created) || expires > signature::MAX_TIMESTAMP {
@@ -367,19 +369,15 @@ fn run_check(
     max_skew: i64,
     max_lifetime: i64,
 ) -> PyResult<Check> {
-    let keys = PublicKeys::extract(public_key)?;
+    let keys: PublicKeyArg = public_key.extract()?;
     let policy = Policy {
         now: now.unwrap_or_else(now_unix),
         max_skew,
         max_lifetime,
     };
-    Ok(signature::check(
-        signature_field,
-        &PyJson::new(header),
-        &PyJson::new(message),
-        &keys.keys(),
-        policy,
-    )?)
+    Ok(with_json([header, message], |[h, m]| {
+        signature::check(signature_field, &h, &m, &keys.keys(), policy)
+    })?)
 }
 
 /// Checks a `signature` field against the header and message; see `SignatureCheck`.
@@ -434,8 +432,12 @@ pub fn verify_signature(
 #[pyfunction]
 pub fn jwk_to_pem(jwk: &Bound<'_, PyAny>) -> PyResult<String> {
     let value = if let Ok(s) = jwk.downcast::<PyString>() {
-        serde_json::from_str(s.to_str()?)
-            .map_err(|_| Error::InvalidKey("JWK text is not JSON".into()))?
+        let text = s.to_str()?;
+        if mentions_private_key(text) {
+            return Err(private_key_refused().into());
+        }
+        strict_json::parse(text.as_bytes(, strict_json::MAX_DEPTH))
+            .map_err(|e| Error::InvalidKey(format!("JWK text is not valid JSON: {e}")))?
     } else if jwk.is_instance_of::<PyDict>() {
         to_value(jwk)?
     } else {
@@ -452,7 +454,7 @@ pub fn pem_to_jwk<'py>(
     pem: &Bound<'py, PyAny>,
     kid: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let key = VerifyingKey::from_pem(&text_or_bytes(pem, "pem")?)?;
+    let key = VerifyingKey::from_pem(&zeroize::Zeroizing::new(text_or_bytes(pem, "pem")?))?;
     to_python(py, &jwk::to_jwk(&key, kid))
 }
 
