@@ -436,7 +436,7 @@ pub fn jwk_to_pem(jwk: &Bound<'_, PyAny>) -> PyResult<String> {
         if mentions_private_key(text) {
             return Err(private_key_refused().into());
         }
-        strict_json::parse(text.as_bytes(, strict_json::MAX_DEPTH))
+        strict_json::parse(text.as_bytes(), strict_json::MAX_DEPTH)
             .map_err(|e| Error::InvalidKey(format!("JWK text is not valid JSON: {e}")))?
     } else if jwk.is_instance_of::<PyDict>() {
         to_value(jwk)?
