@@ -1,0 +1,150 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
+"""Install-time guards, shared with ``migrations/0.0.0/pre-migrate.py`` (every update).
+
+In a database with OpenSPP's DCI base (``spp_dci_client``), our checks run on OpenSPP's
+data sources through the bridge ``spp_dci_client_ibr_openspp``, which installs itself with
+us. If the bridge is missing (its directory removed, or an update of a database switched
+from OpenSPP's own ``spp_dci_client_ibr`` without ``-i``), refuse loudly instead of running
+our checks on a set-up nobody configured."""
+
+import logging
+
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+_logger = logging.getLogger(__name__)
+
+BRIDGE = "spp_dci_client_ibr_openspp"
+SWITCH_COMMAND = "odoo-bin -d <db> -u spp_dci_client_ibr -i spp_dci_client_ibr_openspp"
+PRESENT = ("installed", "to install", "to upgrade")
+
+
+def openspp_without_bridge(cr):
+    """True when OpenSPP's spp_dci_client is (to be) installed and the bridge is not."""
+    cr.execute(
+        "SELECT name, state FROM ir_module_module WHERE name IN ('spp_dci_client', %s)",
+        (BRIDGE,),
+    )
+    states = dict(cr.fetchall())
+    return states.get("spp_dci_client") in PRESENT and states.get(BRIDGE) not in PRESENT
+
+
+def refuse_openspp_without_bridge(cr):
+    if openspp_without_bridge(cr):
+        raise UserError(
+            f"spp_dci_client_ibr: OpenSPP's spp_dci_client is installed in this database but "
+            f"the bridge {BRIDGE} is neither installed nor being installed (is it on the "
+            f"addons path? it ships in the spp-dci-client-ibr wheel). Run: {SWITCH_COMMAND} "
+            f"--stop-after-init. Nothing was changed."
+        )
+
+
+def pre_init_hook(env):
+    refuse_openspp_without_bridge(env.cr)
+
+
+# ---------------------------------------------------------------- model rename (0.1.0 -> 2.1)
+
+RENAMED_MODELS = (
+    ("spp.dci.data.source", "spp.dci.ibr.data.source"),
+    ("spp.dci.signing.key", "spp.dci.ibr.signing.key"),
+)
+
+
+def _exists(cr, query, params=()):
+    cr.execute(query, params)
+    return cr.fetchone() is not None
+
+
+def _ours_alone(cr, model):
+    """True when ``model`` was created by spp_dci_client_ibr and no other module declares it
+    (in an OpenSPP database the name is OpenSPP's: never rename theirs)."""
+    xmlid = "model_" + model.replace(".", "_")
+    cr.execute("SELECT module FROM ir_model_data WHERE model = 'ir.model' AND name = %s", (xmlid,))
+    modules = {row[0] for row in cr.fetchall()}
+    return modules == {"spp_dci_client_ibr"}
+
+
+def rename_own_models(cr):
+    """Rename our 0.1.0 models to their own names, with their tables, sequences, constraints,
+    indexes and every metadata row naming them. Idempotent; does nothing for a model that is
+    not ours alone or whose new name exists already."""
+    for old, new in RENAMED_MODELS:
+        if not _ours_alone(cr, old) or _exists(
+            cr, "SELECT 1 FROM ir_model WHERE model = %s", (new,)
+        ):
+            continue
+        old_table, new_table = old.replace(".", "_"), new.replace(".", "_")
+        _logger.info("spp_dci_client_ibr: renaming model %s to %s", old, new)
+        if _exists(cr, "SELECT 1 FROM pg_class WHERE relname = %s AND relkind = 'r'", (old_table,)):
+            cr.execute(f'ALTER TABLE "{old_table}" RENAME TO "{new_table}"')
+            # Sequence, primary key, unique/check constraints and indexes named after the table.
+            cr.execute(
+                """SELECT c.relname, c.relkind FROM pg_class c
+                    WHERE c.relname LIKE %s AND c.relkind IN ('S', 'i')""",
+                (old_table.replace("_", r"\_") + r"\_%",),
+            )
+            for name, kind in cr.fetchall():
+                renamed = new_table + name[len(old_table) :]
+                what = "SEQUENCE" if kind == "S" else "INDEX"
+                cr.execute(f'ALTER {what} "{name}" RENAME TO "{renamed}"')
+            cr.execute(
+                """SELECT conname FROM pg_constraint
+                    WHERE conrelid = %s::regclass AND conname LIKE %s AND contype IN ('c', 'u', 'p')""",
+                (new_table, old_table.replace("_", r"\_") + r"\_%"),
+            )
+            for (name,) in cr.fetchall():
+                renamed = new_table + name[len(old_table) :]
+                if not _exists(cr, "SELECT 1 FROM pg_constraint WHERE conname = %s", (renamed,)):
+                    cr.execute(
+                        f'ALTER TABLE "{new_table}" RENAME CONSTRAINT "{name}" TO "{renamed}"'
+                    )
+            cr.execute(
+                "UPDATE ir_model_constraint SET name = %s || substr(name, %s) "
+                "WHERE name LIKE %s AND model IN (SELECT id FROM ir_model WHERE model = %s)",
+                (new_table, len(old_table) + 1, old_table.replace("_", r"\_") + r"\_%", old),
+            )
+        cr.execute("UPDATE ir_model SET model = %s WHERE model = %s", (new, old))
+        cr.execute("UPDATE ir_model_fields SET model = %s WHERE model = %s", (new, old))
+        cr.execute("UPDATE ir_model_fields SET relation = %s WHERE relation = %s", (new, old))
+        cr.execute("UPDATE ir_model_data SET model = %s WHERE model = %s", (new, old))
+        # External ids of the model and its fields: model_<old> -> model_<new>,
+        # field_<old>__<name> -> field_<new>__<name> (as Odoo names them).
+        old_xmlid, new_xmlid = "model_" + old_table, "model_" + new_table
+        cr.execute(
+            "UPDATE ir_model_data SET name = %s WHERE module = 'spp_dci_client_ibr' AND name = %s",
+            (new_xmlid, old_xmlid),
+        )
+        cr.execute(
+            "UPDATE ir_model_data SET name = 'field_' || %s || substr(name, %s) "
+            "WHERE module = 'spp_dci_client_ibr' AND model = 'ir.model.fields' AND name LIKE %s",
+            (
+                new_table,
+                len("field_" + old_table) + 1,
+                "field\\_" + old_table.replace("_", r"\_") + r"\_\_%",
+            ),
+        )
+        # Anything else that names the model by its technical name.
+        for table, column in (
+            ("ir_act_window", "res_model"),
+            ("ir_ui_view", "model"),
+            ("ir_attachment", "res_model"),
+            ("ir_filters", "model_id"),
+            ("ir_act_server", "model_name"),
+            ("ir_model_fields", "related_model"),
+        ):
+            if _exists(
+                cr,
+                "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = %s",
+                (table, column),
+            ):
+                cr.execute(
+                    SQL(
+                        "UPDATE %s SET %s = %s WHERE %s = %s",
+                        SQL.identifier(table),
+                        SQL.identifier(column),
+                        new,
+                        SQL.identifier(column),
+                        old,
+                    )
+                )
