@@ -29,18 +29,22 @@ def openspp_without_bridge(cr):
     return states.get("spp_dci_client") in PRESENT and states.get(BRIDGE) not in PRESENT
 
 
-def refuse_openspp_without_bridge(cr):
-    if openspp_without_bridge(cr):
+def refuse_openspp_without_bridge(env):
+    if openspp_without_bridge(env.cr):
         raise UserError(
-            f"spp_dci_client_ibr: OpenSPP's spp_dci_client is installed in this database but "
-            f"the bridge {BRIDGE} is neither installed nor being installed (is it on the "
-            f"addons path? it ships in the spp-dci-client-ibr wheel). Run: {SWITCH_COMMAND} "
-            f"--stop-after-init. Nothing was changed."
+            env._(
+                "spp_dci_client_ibr: OpenSPP's spp_dci_client is installed in this database but "
+                "the bridge %(bridge)s is neither installed nor being installed (is it on the "
+                "addons path? it ships in the spp-dci-client-ibr wheel). Run: %(command)s "
+                "--stop-after-init. Nothing was changed.",
+                bridge=BRIDGE,
+                command=SWITCH_COMMAND,
+            )
         )
 
 
 def pre_init_hook(env):
-    refuse_openspp_without_bridge(env.cr)
+    refuse_openspp_without_bridge(env)
 
 
 # ---------------------------------------------------------------- model rename (0.1.0 -> 2.1)
@@ -77,7 +81,13 @@ def rename_own_models(cr):
         old_table, new_table = old.replace(".", "_"), new.replace(".", "_")
         _logger.info("spp_dci_client_ibr: renaming model %s to %s", old, new)
         if _exists(cr, "SELECT 1 FROM pg_class WHERE relname = %s AND relkind = 'r'", (old_table,)):
-            cr.execute(f'ALTER TABLE "{old_table}" RENAME TO "{new_table}"')
+            cr.execute(
+                SQL(
+                    "ALTER TABLE %s RENAME TO %s",
+                    SQL.identifier(old_table),
+                    SQL.identifier(new_table),
+                )
+            )
             # Sequence, primary key, unique/check constraints and indexes named after the table.
             cr.execute(
                 """SELECT c.relname, c.relkind FROM pg_class c
@@ -86,8 +96,15 @@ def rename_own_models(cr):
             )
             for name, kind in cr.fetchall():
                 renamed = new_table + name[len(old_table) :]
-                what = "SEQUENCE" if kind == "S" else "INDEX"
-                cr.execute(f'ALTER {what} "{name}" RENAME TO "{renamed}"')
+                what = SQL("SEQUENCE") if kind == "S" else SQL("INDEX")
+                cr.execute(
+                    SQL(
+                        "ALTER %s %s RENAME TO %s",
+                        what,
+                        SQL.identifier(name),
+                        SQL.identifier(renamed),
+                    )
+                )
             cr.execute(
                 """SELECT conname FROM pg_constraint
                     WHERE conrelid = %s::regclass AND conname LIKE %s AND contype IN ('c', 'u', 'p')""",
@@ -97,7 +114,12 @@ def rename_own_models(cr):
                 renamed = new_table + name[len(old_table) :]
                 if not _exists(cr, "SELECT 1 FROM pg_constraint WHERE conname = %s", (renamed,)):
                     cr.execute(
-                        f'ALTER TABLE "{new_table}" RENAME CONSTRAINT "{name}" TO "{renamed}"'
+                        SQL(
+                            "ALTER TABLE %s RENAME CONSTRAINT %s TO %s",
+                            SQL.identifier(new_table),
+                            SQL.identifier(name),
+                            SQL.identifier(renamed),
+                        )
                     )
             cr.execute(
                 "UPDATE ir_model_constraint SET name = %s || substr(name, %s) "

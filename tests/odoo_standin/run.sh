@@ -16,7 +16,7 @@
 # The kit's run-addon-tests.sh accepts only modules found in the venv's odoo/addons (or Odoo's
 # own), so the stand-ins are linked there for the run and unlinked on exit. Inside that folder
 # their names do not collide with the wheel's addons, and Odoo puts the folder ahead of every
-# addons_path entry anyway (see readme/OPENSPP.md of spp_dci_client_ibr).
+# addons_path entry anyway (see readme/INSTALL.md of spp_dci_client_ibr).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)

@@ -68,7 +68,6 @@ class SppDciIbrDataSourceMixin(models.AbstractModel):
         help="Explicit opt-in: requests are sent without signature when no key is set.",
     )
     accept_unverified_answers = fields.Boolean(
-        string="Accept Unverified Answers",
         groups="base.group_system",
         copy=False,
         help="Explicit opt-in, for a registry that signs nothing: without a registry sender "

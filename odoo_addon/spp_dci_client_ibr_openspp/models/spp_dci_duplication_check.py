@@ -10,9 +10,3 @@ class SppDciDuplicationCheck(models.Model):
     _inherit = "spp.dci.duplication.check"
 
     data_source_id = fields.Many2one("spp.dci.data.source")
-
-
-class SppDciIbrBatchCheckWizard(models.TransientModel):
-    _inherit = "spp.dci.ibr.batch.check.wizard"
-
-    data_source_id = fields.Many2one("spp.dci.data.source")

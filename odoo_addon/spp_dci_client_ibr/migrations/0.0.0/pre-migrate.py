@@ -8,6 +8,8 @@
 
 import logging
 
+from odoo import SUPERUSER_ID, api
+
 from odoo.addons.spp_dci_client_ibr.hooks import refuse_openspp_without_bridge
 
 _logger = logging.getLogger(__name__)
@@ -16,7 +18,7 @@ _logger = logging.getLogger(__name__)
 def migrate(cr, version):
     if not version:
         return
-    refuse_openspp_without_bridge(cr)
+    refuse_openspp_without_bridge(api.Environment(cr, SUPERUSER_ID, {}))
     cr.execute(
         """SELECT 1 FROM information_schema.columns
             WHERE table_name = 'spp_dci_duplication_check' AND column_name = 'transaction_id'"""
