@@ -31,5 +31,6 @@
         "views/menus.xml",
     ],
     "pre_init_hook": "pre_init_hook",
+    "post_load": "post_load",
     "development_status": "Beta",
 }

@@ -8,6 +8,7 @@ from OpenSPP's own ``spp_dci_client_ibr`` without ``-i``), refuse loudly instead
 our checks on a set-up nobody configured."""
 
 import logging
+import os
 
 from odoo.exceptions import UserError
 from odoo.tools import SQL
@@ -170,3 +171,52 @@ def rename_own_models(cr):
                         old,
                     )
                 )
+
+
+# ------------------------------------------------------------ code served on a foreign schema
+
+
+def outdated_schema_message(cr):
+    """A message when the database's check table was made by another module of this name
+    (OpenSPP's own spp_dci_client_ibr: no ``transaction_id`` column) and not updated since
+    this code replaced it; None when the schema is ours. Odoo does not compare code and
+    schema at start: without this, the first check would fail on SQL."""
+    cr.execute("SELECT to_regclass('spp_dci_duplication_check')")
+    if not cr.fetchone()[0]:
+        return None
+    cr.execute(
+        """SELECT 1 FROM information_schema.columns
+            WHERE table_name = 'spp_dci_duplication_check' AND column_name = 'transaction_id'"""
+    )
+    if cr.fetchone():
+        return None
+    return (
+        "spp_dci_client_ibr: this database's checks were made by another spp_dci_client_ibr "
+        "(OpenSPP's own?) and the switch was not run: stop serving it and run "
+        f"{SWITCH_COMMAND} --stop-after-init"
+    )
+
+
+def shadowed_copies(paths, module="spp_dci_client_ibr"):
+    """Other directories on ``paths`` holding a module named ``module``, after the first one
+    (the one Odoo loads): e.g. OpenSPP's own spp_dci_client_ibr, shadowed by the wheel's."""
+    found = [
+        os.path.join(path, module)
+        for path in paths
+        if os.path.isfile(os.path.join(path, module, "__manifest__.py"))
+    ]
+    return found[1:]
+
+
+def post_load():
+    """Server-wide, once: say which other spp_dci_client_ibr this one shadows (switching from
+    OpenSPP's own is done on purpose, but should never go unnoticed)."""
+    import odoo.addons
+
+    for path in shadowed_copies(list(odoo.addons.__path__)):
+        _logger.warning(
+            "spp_dci_client_ibr from %s shadows another module of the same name in %s "
+            "(OpenSPP's own?): this one is loaded. See readme/INSTALL.md, 'Switching'.",
+            os.path.dirname(os.path.dirname(__file__)),
+            path,
+        )

@@ -140,6 +140,8 @@ assert source.signing_key_id.get_jwks_entry()["kid"].endswith("|theirs|ed25519")
 env.cr.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'spp_dci_data_source'")
 columns = {row[0] for row in env.cr.fetchall()}
 assert "batch_size" not in columns and {"_oauth2_access_token", "oauth2_client_secret"} <= columns, columns
+source.active = False  # the baseline below expects no other active IBR source
+env.cr.commit()
 print("OK stand-in intact")
 PYEOF
 log=$ODOO_LOG_DIR/life-b-4.log

@@ -16,6 +16,7 @@ from spp_dci_ibr.exceptions import DCIError
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..hooks import outdated_schema_message
 from .notification import notification
 from .spp_dci_data_source import data_source_model, ibr_source_domain
 
@@ -152,6 +153,13 @@ class SppDciDuplicationCheck(models.Model):
             if check.check_date:
                 parts.append(fields.Datetime.to_string(check.check_date)[:16])
             check.display_name = " - ".join(part for part in parts if part)
+
+    def _register_hook(self):
+        res = super()._register_hook()
+        message = outdated_schema_message(self.env.cr)
+        if message:
+            _logger.critical(message)
+        return res
 
     # ------------------------------------------------------------------ helpers
 
