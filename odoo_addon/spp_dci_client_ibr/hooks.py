@@ -11,6 +11,7 @@ import logging
 import os
 
 from odoo.exceptions import UserError
+from odoo.modules.module import Manifest
 from odoo.tools import SQL
 
 _logger = logging.getLogger(__name__)
@@ -20,14 +21,20 @@ SWITCH_COMMAND = "odoo-bin -d <db> -u spp_dci_client_ibr -i spp_dci_client_ibr_o
 PRESENT = ("installed", "to install", "to upgrade")
 
 
-def openspp_without_bridge(cr):
-    """True when OpenSPP's spp_dci_client is (to be) installed and the bridge is not."""
+def openspp_without_bridge(cr, bridge_found=None):
+    """True when OpenSPP's spp_dci_client is (to be) installed and the bridge is not, or
+    cannot be loaded: a module whose directory is gone keeps its database row, and Odoo
+    still marks it "to install" (then skips it), so its state alone proves nothing."""
     cr.execute(
         "SELECT name, state FROM ir_module_module WHERE name IN ('spp_dci_client', %s)",
         (BRIDGE,),
     )
     states = dict(cr.fetchall())
-    return states.get("spp_dci_client") in PRESENT and states.get(BRIDGE) not in PRESENT
+    if states.get("spp_dci_client") not in PRESENT:
+        return False
+    if bridge_found is None:
+        bridge_found = Manifest.for_addon(BRIDGE, display_warning=False) is not None
+    return not bridge_found or states.get(BRIDGE) not in PRESENT
 
 
 def refuse_openspp_without_bridge(env):
@@ -108,7 +115,7 @@ def rename_own_models(cr):
                 )
             cr.execute(
                 """SELECT conname FROM pg_constraint
-                    WHERE conrelid = %s::regclass AND conname LIKE %s AND contype IN ('c', 'u', 'p')""",
+                    WHERE conrelid = %s::regclass AND conname LIKE %s AND contype IN ('c', 'u', 'p', 'f')""",
                 (new_table, old_table.replace("_", r"\_") + r"\_%"),
             )
             for (name,) in cr.fetchall():
@@ -131,22 +138,27 @@ def rename_own_models(cr):
         cr.execute("UPDATE ir_model_fields SET model = %s WHERE model = %s", (new, old))
         cr.execute("UPDATE ir_model_fields SET relation = %s WHERE relation = %s", (new, old))
         cr.execute("UPDATE ir_model_data SET model = %s WHERE model = %s", (new, old))
-        # External ids of the model and its fields: model_<old> -> model_<new>,
-        # field_<old>__<name> -> field_<new>__<name> (as Odoo names them).
-        old_xmlid, new_xmlid = "model_" + old_table, "model_" + new_table
-        cr.execute(
-            "UPDATE ir_model_data SET name = %s WHERE module = 'spp_dci_client_ibr' AND name = %s",
-            (new_xmlid, old_xmlid),
-        )
-        cr.execute(
-            "UPDATE ir_model_data SET name = 'field_' || %s || substr(name, %s) "
-            "WHERE module = 'spp_dci_client_ibr' AND model = 'ir.model.fields' AND name LIKE %s",
-            (
-                new_table,
-                len("field_" + old_table) + 1,
-                "field\\_" + old_table.replace("_", r"\_") + r"\_\_%",
-            ),
-        )
+        # External ids naming the model (as Odoo names them): model_<table>,
+        # field_<table>__<field>, selection__<table>__<field>__<value>,
+        # constraint_<table>_<name>. One left under the old name would be "stale" at the
+        # end of the update, and Odoo would delete the record it points to (dropping the
+        # table's constraints).
+        for old_prefix, new_prefix in (
+            ("model_" + old_table, "model_" + new_table),
+            ("field_" + old_table + "__", "field_" + new_table + "__"),
+            ("selection__" + old_table + "__", "selection__" + new_table + "__"),
+            ("constraint_" + old_table + "_", "constraint_" + new_table + "_"),
+        ):
+            cr.execute(
+                "UPDATE ir_model_data SET name = %s || substr(name, %s) "
+                "WHERE module = 'spp_dci_client_ibr' AND (name = %s OR name LIKE %s)",
+                (
+                    new_prefix,
+                    len(old_prefix) + 1,
+                    old_prefix,
+                    old_prefix.replace("_", r"\_") + "%",
+                ),
+            )
         # Anything else that names the model by its technical name.
         for table, column in (
             ("ir_act_window", "res_model"),

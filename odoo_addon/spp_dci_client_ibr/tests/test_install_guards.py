@@ -44,6 +44,10 @@ class TestInstallGuards(TransactionCase):
             with self.assertRaisesRegex(UserError, "neither installed nor being installed"):
                 refuse_openspp_without_bridge(self.env)
         self.env.flush_all()
+        # Its directory gone, a module keeps its row and Odoo still marks it "to install".
+        self.set_state("spp_dci_client_ibr_openspp", "to install")
+        self.assertFalse(openspp_without_bridge(cr, bridge_found=True))
+        self.assertTrue(openspp_without_bridge(cr, bridge_found=False))
         cr.execute("DELETE FROM ir_module_module WHERE name = 'spp_dci_client_ibr_openspp'")
         with self.assertRaises(UserError) as caught:
             refuse_openspp_without_bridge(self.env)
