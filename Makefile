@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 WHEELS := target/wheels
 
-.PHONY: demo test venv wheel dev rust-test rust-lint py-test py-lint odoo-test bench fuzz-smoke spec-json clean
+.PHONY: demo test venv wheel dev rust-test rust-lint py-test py-lint odoo-test odoo-test-openspp bench fuzz-smoke spec-json clean
 
 $(VENV)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ py-lint: venv
 	$(VENV)/bin/ruff format --check python tests bench odoo_addon
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest spp_dci_ibr --allowlist .stubtest-allowlist
-	$(VENV)/bin/pylint --rcfile=odoo_addon/.pylintrc odoo_addon/spp_dci_client_ibr odoo_addon/spp_dci_client_ibr_queue
+	$(VENV)/bin/pylint --rcfile=odoo_addon/.pylintrc odoo_addon/spp_dci_client_ibr odoo_addon/spp_dci_client_ibr_queue odoo_addon/spp_dci_client_ibr_openspp
 
 py-test: venv
 	$(PY) -m pytest -q tests
@@ -49,6 +49,10 @@ test: rust-lint rust-test wheel py-lint py-test fuzz-smoke
 # except under CI=true (see .ci/odoo-test).
 odoo-test: wheel
 	.ci/odoo-test
+
+# The same addons with test-only stand-ins of OpenSPP's DCI base (issue 12), in the kit only.
+odoo-test-openspp: wheel
+	tests/odoo_standin/run.sh
 
 bench: wheel
 	$(PY) bench/run_all.py

@@ -19,6 +19,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "odoo_addon"
 ADDON = ROOT / "spp_dci_client_ibr"
 QUEUE_ADDON = ROOT / "spp_dci_client_ibr_queue"
+BRIDGE_ADDON = ROOT / "spp_dci_client_ibr_openspp"
+# OpenSPP's DCI base: no module of ours may take one of these names (a pip-installed wheel's
+# addons shadow any addons_path entry), and no model of ours may take one of these model names
+# without extending OpenSPP's (issue 12, OPENSPP section of the readme).
+OPENSPP_BASE_MODULES = {"spp_dci", "spp_dci_client", "spp_dci_server", "spp_registry"}
+OPENSPP_BASE_MODELS = {"spp.dci.data.source", "spp.dci.signing.key"}
 MODULE = ADDON.name
 
 ADMIN_GROUP = f"{MODULE}.group_dci_admin"
@@ -82,6 +88,8 @@ class ModelDef:
     constraints: dict[str, str] = field(default_factory=dict)
     description: str | None = None
     transient: bool = False
+    abstract: bool = False
+    inherits: tuple[str, ...] = ()
 
 
 def _module_constants(trees: list[ast.Module]) -> dict[str, object]:
@@ -130,6 +138,10 @@ def load_models(addon: Path = ADDON) -> dict[str, ModelDef]:
             model = models.setdefault(name, ModelDef(name))
             bases = {ast.unparse(b) for b in cls.bases}
             model.transient = model.transient or "models.TransientModel" in bases
+            model.abstract = model.abstract or "models.AbstractModel" in bases
+            parents = _value(attrs["_inherit"], constants) if "_inherit" in attrs else ()
+            parents = (parents,) if isinstance(parents, str) else tuple(parents or ())
+            model.inherits += tuple(p for p in parents if p != name)
             if "_description" in attrs:
                 model.description = _value(attrs["_description"], constants)
             for attr, node in attrs.items():
@@ -147,6 +159,12 @@ def load_models(addon: Path = ADDON) -> dict[str, ModelDef]:
                 elif func == "models.Constraint":
                     model.constraints[attr] = _value(node.args[0], constants)
             model.methods |= {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    # What a model gets from the mixins it inherits (its own definitions win).
+    for model in models.values():
+        for parent in model.inherits:
+            if parent in models:
+                model.fields = {**models[parent].fields, **model.fields}
+                model.methods |= models[parent].methods
     return models
 
 
@@ -332,7 +350,7 @@ def test_every_model_has_its_views_and_action():
         for record in ET.parse(path).getroot().iter("record")
         if record.get("model") == "ir.actions.act_window"
     }
-    ours = {name for name, model in MODELS.items() if model.description}
+    ours = {name for name, model in MODELS.items() if model.description and not model.abstract}
     for name in ours:
         if MODELS[name].transient:
             assert "form" in kinds.get(name, set()), name
@@ -358,9 +376,9 @@ def test_secret_fields_are_for_system_administrators_only():
         if SECRET_NAME.search(f.name) and f.kind in ("Char", "Text")
     ]
     assert {(m, f.name) for m, f in secrets} >= {
-        ("spp.dci.data.source", "bearer_token"),
-        ("spp.dci.data.source", "oauth2_client_secret"),
-        ("spp.dci.signing.key", "private_key"),
+        ("spp.dci.ibr.data.source", "bearer_token"),
+        ("spp.dci.ibr.data.source", "oauth2_client_secret"),
+        ("spp.dci.ibr.signing.key", "private_key"),
     }
     for model, definition in secrets:
         assert definition.kwargs.get("groups") == SYSTEM_GROUP, (model, definition.name)
@@ -370,7 +388,7 @@ def test_secret_fields_are_for_system_administrators_only():
             if definition.kind == "Char":
                 assert element.get("password") == "True", (path.name, definition.name)
     # The private key is never put in a view at all.
-    assert not list(_view_fields("spp.dci.signing.key", "private_key"))
+    assert not list(_view_fields("spp.dci.ibr.signing.key", "private_key"))
 
 
 def test_personal_data_is_for_dci_administrators_only():
@@ -401,7 +419,7 @@ def test_database_constraints_of_odoo_19():
     )
     sender = MODELS["spp.dci.ibr.sender"].constraints
     assert any(re.fullmatch(r"UNIQUE\(\s*sender_id\s*\)", c, re.I) for c in sender.values())
-    source = MODELS["spp.dci.data.source"].constraints
+    source = MODELS["spp.dci.ibr.data.source"].constraints
     assert any(re.fullmatch(r"UNIQUE\(\s*code\s*\)", c, re.I) for c in source.values())
 
 
@@ -485,7 +503,11 @@ def test_access_csv():
         assert record["group_id:id"] in groups, f"access without a group of ours: {record}"
         assert all(record[p] in ("0", "1") for p in ACCESS_HEADER[4:]), record
         covered.add(record["model_id:id"])
-    ours = {model_xmlid(name) for name, model in MODELS.items() if model.description}
+    ours = {
+        model_xmlid(name)
+        for name, model in MODELS.items()
+        if model.description and not model.abstract
+    }
     assert covered == ours, ours ^ covered
     ids = [row[0] for row in rows[1:]]
     assert len(ids) == len(set(ids))
@@ -508,8 +530,8 @@ def test_callback_runner_has_least_privilege():
         if (rights := _access(name).get(runner)) and rights != "0000"
     }
     assert granted == {
-        "spp.dci.data.source": "1000",
-        "spp.dci.signing.key": "1000",
+        "spp.dci.ibr.data.source": "1000",
+        "spp.dci.ibr.signing.key": "1000",
         "spp.dci.ibr.sender": "1000",
         "spp.dci.ibr.sender.key": "1000",
         "spp.dci.duplication.check": "1100",
@@ -744,7 +766,7 @@ def test_installed_wheel_ships_the_addons_at_the_odoo_namespace_path() -> None:
     import importlib.util
 
     files = {str(f) for f in importlib.metadata.files("spp-dci-client-ibr") or []}
-    for addon in ("spp_dci_client_ibr", "spp_dci_client_ibr_queue"):
+    for addon in ("spp_dci_client_ibr", "spp_dci_client_ibr_queue", "spp_dci_client_ibr_openspp"):
         assert f"odoo/addons/{addon}/__manifest__.py" in files
         assert f"odoo/addons/{addon}/__init__.py" in files
     assert "odoo/__init__.py" not in files
@@ -752,3 +774,132 @@ def test_installed_wheel_ships_the_addons_at_the_odoo_namespace_path() -> None:
     spec = importlib.util.find_spec("odoo.addons.spp_dci_client_ibr")
     assert spec is not None and spec.origin is not None
     assert spec.origin.endswith("odoo/addons/spp_dci_client_ibr/__init__.py")
+
+
+# --------------------------------------------------------------------------- OpenSPP (issue 12)
+
+
+def _addons() -> list[Path]:
+    return sorted(p.parent for p in ROOT.glob("*/__manifest__.py"))
+
+
+def _model_classes(addon: Path):
+    """(path, class name, _name, _inherit names) of every model class of an addon."""
+    trees = [(p, ast.parse(p.read_text(), filename=str(p))) for p in _python_files(addon)]
+    constants = _module_constants([tree for _p, tree in trees])
+    for path, tree in trees:
+        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+            attrs = {
+                n.targets[0].id: n.value
+                for n in cls.body
+                if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+            }
+            name = _value(attrs["_name"], constants) if "_name" in attrs else None
+            parents = _value(attrs["_inherit"], constants) if "_inherit" in attrs else ()
+            parents = (parents,) if isinstance(parents, str) else tuple(parents or ())
+            yield path, cls.name, name, parents
+
+
+def openspp_shadowing_problems(addons: list[Path]) -> list[str]:
+    """Modules named like OpenSPP's DCI base, and classes that would replace OpenSPP's
+    models (``_name`` one of theirs, not in ``_inherit``: Odoo then drops every field and
+    method OpenSPP defines, silently)."""
+    problems = [f"module {a.name} has an OpenSPP base name" for a in addons]
+    problems = [p for a, p in zip(addons, problems, strict=True) if a.name in OPENSPP_BASE_MODULES]
+    for addon in addons:
+        for path, cls, name, parents in _model_classes(addon):
+            if name in OPENSPP_BASE_MODELS and name not in parents:
+                problems.append(f"{path.name}: {cls} replaces OpenSPP's {name}")
+    return problems
+
+
+def test_no_module_or_model_of_ours_replaces_openspps_base():
+    assert {a.name for a in _addons()} >= {MODULE, QUEUE_ADDON.name, BRIDGE_ADDON.name}
+    assert openspp_shadowing_problems(_addons()) == []
+    # Only the bridge touches OpenSPP's models, and it extends them.
+    touching = {
+        (addon.name, name)
+        for addon in _addons()
+        for _path, _cls, name, parents in _model_classes(addon)
+        if {name, *parents} & OPENSPP_BASE_MODELS
+    }
+    assert touching == {
+        (BRIDGE_ADDON.name, "spp.dci.data.source"),
+        (BRIDGE_ADDON.name, "spp.dci.signing.key"),
+    }
+
+
+def test_the_guard_catches_a_replacing_model(tmp_path):
+    """The guard fails on what 0.1.0 shipped: ``_name = "spp.dci.data.source"`` alone, and
+    on a fallback module named like OpenSPP's base."""
+    for module, source in (
+        ("spp_dci_client", "class A(models.Model):\n    _name = 'spp.dci.data.source'\n"),
+        (
+            "ours",
+            "class B(models.Model):\n    _name = 'spp.dci.signing.key'\n"
+            "    _inherit = 'spp.dci.ibr.signing.key.mixin'\n",
+        ),
+    ):
+        addon = tmp_path / module
+        (addon / "models").mkdir(parents=True)
+        (addon / "models" / "m.py").write_text(source)
+        assert openspp_shadowing_problems([addon]), module
+    extension = tmp_path / "bridge"
+    (extension / "models").mkdir(parents=True)
+    (extension / "models" / "m.py").write_text(
+        "class C(models.Model):\n    _name = 'spp.dci.data.source'\n"
+        "    _inherit = ('spp.dci.data.source', 'spp.dci.ibr.data.source.mixin')\n"
+    )
+    assert openspp_shadowing_problems([extension]) == []
+
+
+def test_bridge_manifest_hooks_and_data():
+    data = manifest(BRIDGE_ADDON)
+    assert data["license"] == "LGPL-3"
+    assert re.fullmatch(r"19\.0\.\d+\.\d+\.\d+", data["version"])
+    assert sorted(data["depends"]) == ["spp_dci_client", MODULE]
+    assert data["auto_install"] is True
+    init = (BRIDGE_ADDON / "__init__.py").read_text()
+    for hook in ("pre_init_hook", "post_init_hook", "uninstall_hook"):
+        assert data[hook] == hook and hook in init
+    on_disk = {
+        str(p.relative_to(BRIDGE_ADDON))
+        for folder in ("data", "views", "security")
+        for p in (BRIDGE_ADDON / folder).glob("*")
+        if p.suffix in (".xml", ".csv")
+    }
+    assert on_disk == set(data["data"])
+    for name in data["data"]:
+        if name.endswith(".xml"):
+            assert ET.parse(BRIDGE_ADDON / name).getroot().tag == "odoo"
+    # Our menus are repointed by their existing external ids, never redefined.
+    menus = ET.parse(BRIDGE_ADDON / "data" / "menus.xml").getroot()
+    ids = {r.get("id") for r in menus.iter("record")}
+    assert ids == {f"{MODULE}.menu_spp_dci_data_source", f"{MODULE}.menu_spp_dci_signing_key"}
+    ours = {e.get("id") for e in ET.parse(ADDON / "views" / "menus.xml").getroot().iter()}
+    assert {i.split(".", 1)[1] for i in ids} <= ours
+    bridge = load_models(BRIDGE_ADDON)
+    check = bridge["spp.dci.duplication.check"].fields["data_source_id"]
+    assert check.comodel == "spp.dci.data.source"
+    wizard = bridge["spp.dci.ibr.batch.check.wizard"].fields["data_source_id"]
+    assert wizard.comodel == "spp.dci.data.source"
+    # Our own models: the checks' and wizard's comodel, and the key of those sources.
+    assert MODELS["spp.dci.duplication.check"].fields["data_source_id"].comodel == (
+        "spp.dci.ibr.data.source"
+    )
+    assert MODELS["spp.dci.ibr.data.source"].fields["signing_key_id"].comodel == (
+        "spp.dci.ibr.signing.key"
+    )
+    for doc in ("DESCRIPTION.md",):
+        assert (BRIDGE_ADDON / "readme" / doc).read_text().strip()
+
+
+def test_unverified_answers_are_a_system_administrators_opt_in():
+    field = MODELS["spp.dci.ibr.data.source.mixin"].fields["accept_unverified_answers"]
+    assert field.kind == "Boolean"
+    assert field.kwargs.get("groups") == SYSTEM_GROUP
+    assert not field.kwargs.get("default")
+    for path, element in _view_fields("spp.dci.ibr.data.source", "accept_unverified_answers"):
+        assert element.get("groups") == SYSTEM_GROUP, path.name
+    source = (ADDON / "models" / "spp_dci_data_source.py").read_text()
+    assert '"accept_unverified_answers": bool(source.accept_unverified_answers)' in source

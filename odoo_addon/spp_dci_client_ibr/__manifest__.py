@@ -3,7 +3,7 @@
     "name": "DCI Client: Integrated Beneficiary Registry",
     "summary": "Check registrants against a DCI Integrated Beneficiary Registry (IBR) "
     "and receive its signed callbacks",
-    "version": "19.0.1.0.0",
+    "version": "19.0.2.1.0",
     "category": "Technical",
     "license": "LGPL-3",
     "author": "spp-dci-client-ibr contributors",
@@ -30,5 +30,7 @@
         "data/ir_actions_server.xml",
         "views/menus.xml",
     ],
+    "pre_init_hook": "pre_init_hook",
+    "post_load": "post_load",
     "development_status": "Beta",
 }

@@ -30,7 +30,7 @@ class IBRService:
             raise ValueError("data_source is required")
         self.data_source = data_source
         self.env = env
-        if data_source.registry_type != "ibr":
+        if not data_source._spp_is_ibr():
             _logger.warning(
                 "Data source %s is not an IBR (registry_type %s)",
                 data_source.code,

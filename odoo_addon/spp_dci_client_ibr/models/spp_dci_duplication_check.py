@@ -16,7 +16,9 @@ from spp_dci_ibr.exceptions import DCIError
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..hooks import outdated_schema_message
 from .notification import notification
+from .spp_dci_data_source import data_source_model, ibr_source_domain
 
 _logger = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ OUTCOME_STATUSES = [
 DEFAULT_CHUNK_SIZE = 500
 CHUNK_SIZE_PARAM = "spp_dci_client_ibr.batch_chunk_size"
 
-# Fails checks stuck in "checking" past their data source's callback timeout. The
+# Fails checks stuck in "checking" past their data source's callback timeout (the data
+# source table is the one of the checks' data-source model, see data_source_model). The
 # guarded UPDATE (state is still 'checking', rows locked by an in-flight callback are
 # skipped) cannot overwrite a result a callback has written.
 FAIL_STUCK_CHECKS_SQL = """
@@ -55,7 +58,7 @@ FAIL_STUCK_CHECKS_SQL = """
      WHERE chk.id IN (
             SELECT c.id
               FROM spp_dci_duplication_check c
-              LEFT JOIN spp_dci_data_source ds ON ds.id = c.data_source_id
+              LEFT JOIN {data_source_table} ds ON ds.id = c.data_source_id
              WHERE c.state = 'checking'
                AND c.sent_at < %(now)s
                    - make_interval(mins => COALESCE(ds.async_timeout_minutes, 60))
@@ -110,7 +113,8 @@ class SppDciDuplicationCheck(models.Model):
         readonly=True,
         copy=False,
     )
-    data_source_id = fields.Many2one("spp.dci.data.source", domain=[("registry_type", "=", "ibr")])
+    # OpenSPP's bridge redefines the comodel as spp.dci.data.source; code asks the field.
+    data_source_id = fields.Many2one("spp.dci.ibr.data.source", domain=ibr_source_domain)
     expected_sender_id = fields.Char(
         string="Registry Sender ID",
         readonly=True,
@@ -150,11 +154,18 @@ class SppDciDuplicationCheck(models.Model):
                 parts.append(fields.Datetime.to_string(check.check_date)[:16])
             check.display_name = " - ".join(part for part in parts if part)
 
+    def _register_hook(self):
+        res = super()._register_hook()
+        message = outdated_schema_message(self.env.cr)
+        if message:
+            _logger.critical(message)
+        return res
+
     # ------------------------------------------------------------------ helpers
 
     def _spp_data_source(self):
         self.ensure_one()
-        source = self.data_source_id or self.env["spp.dci.data.source"]._spp_default_ibr_source()
+        source = self.data_source_id or data_source_model(self.env)._spp_default_ibr_source()
         if not source:
             raise UserError(
                 self.env._("No active IBR data source is configured. Configure one first.")
@@ -673,7 +684,10 @@ class SppDciDuplicationCheck(models.Model):
         self.env.flush_all()
         try:
             with self.env.cr.savepoint(flush=False):
-                self.env.cr.execute(FAIL_STUCK_CHECKS_SQL, params, log_exceptions=False)
+                query = FAIL_STUCK_CHECKS_SQL.format(
+                    data_source_table=data_source_model(self.env)._table
+                )
+                self.env.cr.execute(query, params, log_exceptions=False)
                 ids = [row[0] for row in self.env.cr.fetchall()]
                 if ids:
                     self.env.cr.execute(FAIL_STUCK_LINES_SQL, dict(params, ids=ids))

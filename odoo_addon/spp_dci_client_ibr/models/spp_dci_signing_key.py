@@ -5,13 +5,14 @@ import json
 import logging
 import re
 
-from spp_dci_ibr import SigningKey
+from spp_dci_ibr import SigningKey, pem_to_jwk
 from spp_dci_ibr.exceptions import DCIError
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from .notification import notification
+from .spp_dci_data_source import data_source_model
 
 _logger = logging.getLogger(__name__)
 
@@ -21,8 +22,102 @@ KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 SENDER_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-class SppDciSigningKey(models.Model):
-    _name = "spp.dci.signing.key"
+class SppDciIbrSigningKeyMixin(models.AbstractModel):
+    """Ours on top of a signing key with OpenSPP's fields (``name``, ``key_id``,
+    ``algorithm``, ``private_key``, ``public_key``, ``state``, ``expires_at``): the sender id
+    our kid starts with, and our JWKS. No create/write override: on OpenSPP's model,
+    OpenSPP's key lifecycle stays as it is."""
+
+    _name = "spp.dci.ibr.signing.key.mixin"
+    _description = "DCI IBR Signing Key (mixin)"
+
+    sender_id = fields.Char(
+        string="Sender ID",
+        required=True,
+        default=lambda self: self._default_sender_id(),
+        help="Our DCI sender id; the kid published by our JWKS starts with it",
+    )
+    has_private_key = fields.Boolean(compute="_compute_has_private_key", compute_sudo=True)
+    kid = fields.Char(string="Key ID (kid)", compute="_compute_kid")
+
+    @api.model
+    def _default_sender_id(self):
+        return self.env["ir.config_parameter"].sudo().get_param("dci.sender_id", "openspp")
+
+    @api.depends("private_key")
+    def _compute_has_private_key(self):
+        for key in self:
+            key.has_private_key = bool(key.private_key)
+
+    @api.depends("sender_id", "key_id", "algorithm")
+    def _compute_kid(self):
+        for key in self:
+            key.kid = f"{key.sender_id or ''}|{key.key_id or ''}|{key.algorithm or ''}"
+
+    @api.constrains("sender_id")
+    def _check_sender_id(self):
+        for key in self:
+            if key.sender_id and not SENDER_ID_RE.match(key.sender_id):
+                raise ValidationError(
+                    self.env._(
+                        "Sender ID %(sender_id)s may only contain letters, digits, dots, "
+                        "hyphens and underscores.",
+                        sender_id=key.sender_id,
+                    )
+                )
+
+    def _is_usable(self):
+        self.ensure_one()
+        return self.state == "active" and (
+            not self.expires_at or self.expires_at > fields.Datetime.now()
+        )
+
+    def _spp_public_jwk(self):
+        """The public JWK (a dict, without kid), or None without a public key."""
+        self.ensure_one()
+        if not self.public_key:
+            return None
+        try:
+            return pem_to_jwk(self.public_key)
+        except DCIError:
+            _logger.warning("Signing key %s: its public key cannot be read", self.key_id)
+            return None
+
+    def _public_jwk_for(self, sender_id):
+        self.ensure_one()
+        jwk = self._spp_public_jwk()
+        if not jwk:
+            return None
+        jwk = {k: v for k, v in jwk.items() if k in PUBLIC_JWK_MEMBERS}
+        jwk["kid"] = f"{sender_id}|{self.key_id}|{self.algorithm}"
+        return jwk
+
+    @api.model
+    def _spp_public_jwks(self):
+        """JWKS of every usable key, once per sender id that signs with it (the key's own and
+        the ``our_sender_id`` of each data source using it)."""
+        keys = []
+        active = self.search([("state", "=", "active")], order="id")
+        sources = data_source_model(self.env).search([("signing_key_id", "in", active.ids)])
+        for key in active:
+            if not key._is_usable():
+                continue
+            sender_ids = {key.sender_id} | {
+                ds.our_sender_id for ds in sources if ds.signing_key_id == key and ds.our_sender_id
+            }
+            for sender_id in sorted(sender_ids):
+                jwk = key._public_jwk_for(sender_id)
+                if jwk:
+                    keys.append(jwk)
+        return {"keys": keys}
+
+
+class SppDciIbrSigningKey(models.Model):
+    """Our own signing keys (plain Odoo); the bridge puts the mixin on OpenSPP's
+    ``spp.dci.signing.key`` instead."""
+
+    _name = "spp.dci.ibr.signing.key"
+    _inherit = "spp.dci.ibr.signing.key.mixin"
     _description = "DCI Signing Key"
     _order = "state, activated_date desc, id desc"
 
@@ -32,12 +127,6 @@ class SppDciSigningKey(models.Model):
         required=True,
         copy=False,
         help="Identifier published in the kid '<sender_id>|<key_id>|<algorithm>'",
-    )
-    sender_id = fields.Char(
-        string="Sender ID",
-        required=True,
-        default=lambda self: self._default_sender_id(),
-        help="Our DCI sender id; the published kid starts with it",
     )
     algorithm = fields.Selection(
         [("ed25519", "Ed25519"), ("rs256", "RSA (RS256)")],
@@ -56,8 +145,6 @@ class SppDciSigningKey(models.Model):
         copy=False,
         help="The public key as a JWK, as served on /.well-known/jwks.json",
     )
-    has_private_key = fields.Boolean(compute="_compute_has_private_key", compute_sudo=True)
-    kid = fields.Char(string="Key ID (kid)", compute="_compute_kid")
     state = fields.Selection(
         [("draft", "Draft"), ("active", "Active"), ("revoked", "Revoked")],
         default="draft",
@@ -68,25 +155,11 @@ class SppDciSigningKey(models.Model):
     activated_date = fields.Datetime(readonly=True, copy=False)
     revoked_date = fields.Datetime(readonly=True, copy=False)
     expires_at = fields.Datetime(string="Expiration Date", help="Optional end of validity")
-    data_source_ids = fields.One2many("spp.dci.data.source", "signing_key_id", readonly=True)
+    data_source_ids = fields.One2many("spp.dci.ibr.data.source", "signing_key_id", readonly=True)
 
     _key_id_uniq = models.Constraint("UNIQUE(key_id)", "The key identifier must be unique.")
 
-    @api.model
-    def _default_sender_id(self):
-        return self.env["ir.config_parameter"].sudo().get_param("dci.sender_id", "openspp")
-
-    @api.depends("private_key")
-    def _compute_has_private_key(self):
-        for key in self:
-            key.has_private_key = bool(key.private_key)
-
-    @api.depends("sender_id", "key_id", "algorithm")
-    def _compute_kid(self):
-        for key in self:
-            key.kid = f"{key.sender_id or ''}|{key.key_id or ''}|{key.algorithm or ''}"
-
-    @api.constrains("key_id", "sender_id")
+    @api.constrains("key_id")
     def _check_identifiers(self):
         for key in self:
             if key.key_id and not KEY_ID_RE.match(key.key_id):
@@ -95,14 +168,6 @@ class SppDciSigningKey(models.Model):
                         "Key ID %(key_id)s may only contain letters, digits, hyphens and "
                         "underscores.",
                         key_id=key.key_id,
-                    )
-                )
-            if key.sender_id and not SENDER_ID_RE.match(key.sender_id):
-                raise ValidationError(
-                    self.env._(
-                        "Sender ID %(sender_id)s may only contain letters, digits, dots, "
-                        "hyphens and underscores.",
-                        sender_id=key.sender_id,
                     )
                 )
 
@@ -193,12 +258,6 @@ class SppDciSigningKey(models.Model):
         )
         return True
 
-    def _is_usable(self):
-        self.ensure_one()
-        return self.state == "active" and (
-            not self.expires_at or self.expires_at > fields.Datetime.now()
-        )
-
     @api.model
     def get_active_key(self, algorithm=None):
         """OpenSPP-compatible lookup of the most recently activated key."""
@@ -212,26 +271,7 @@ class SppDciSigningKey(models.Model):
         self.ensure_one()
         return self._public_jwk_for(self.sender_id)
 
-    def _public_jwk_for(self, sender_id):
+    def _spp_public_jwk(self):
+        """Ours keeps the JWK derived (by the native core) when the key was stored."""
         self.ensure_one()
-        if not self.public_jwk:
-            return None
-        jwk = {k: v for k, v in json.loads(self.public_jwk).items() if k in PUBLIC_JWK_MEMBERS}
-        jwk["kid"] = f"{sender_id}|{self.key_id}|{self.algorithm}"
-        return jwk
-
-    @api.model
-    def _spp_public_jwks(self):
-        """JWKS of every usable key, once per sender id that signs with it."""
-        keys = []
-        for key in self.search([("state", "=", "active")], order="id"):
-            if not key._is_usable():
-                continue
-            sender_ids = {key.sender_id} | {
-                ds.our_sender_id for ds in key.data_source_ids if ds.our_sender_id
-            }
-            for sender_id in sorted(sender_ids):
-                jwk = key._public_jwk_for(sender_id)
-                if jwk:
-                    keys.append(jwk)
-        return {"keys": keys}
+        return json.loads(self.public_jwk) if self.public_jwk else None

@@ -10,12 +10,14 @@ from odoo.api import Environment
 
 from odoo.addons.fastapi.dependencies import odoo_env
 
+from ..models.spp_dci_data_source import signing_key_model
+
 jwks_router = APIRouter(tags=["keys"])
 
 
 @jwks_router.get("/.well-known/jwks.json")
 def get_jwks(env: Annotated[Environment, Depends(odoo_env)]) -> JSONResponse:
     return JSONResponse(
-        env["spp.dci.signing.key"]._spp_public_jwks(),
+        signing_key_model(env)._spp_public_jwks(),
         headers={"Cache-Control": "public, max-age=300"},
     )

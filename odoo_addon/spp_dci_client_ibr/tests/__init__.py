@@ -6,5 +6,6 @@ from . import (
     test_duplication_check,
     test_end_to_end,
     test_identifiers,
+    test_install_guards,
     test_security,
 )

@@ -20,11 +20,27 @@ from spp_dci_ibr.sandbox import IBRSandbox
 
 from odoo.tests.common import new_test_user
 
+from ..models.spp_dci_data_source import data_source_model, signing_key_model
+
 OUR_SENDER_ID = "openspp.test"
 GROUP_VIEWER = "spp_dci_client_ibr.group_dci_viewer"
 GROUP_OFFICER = "spp_dci_client_ibr.group_dci_officer"
 GROUP_MANAGER = "spp_dci_client_ibr.group_dci_manager"
 GROUP_ADMIN = "spp_dci_client_ibr.group_dci_admin"
+
+
+def data_sources(env):
+    """The data-source model of our checks, wherever it lives: ``spp.dci.ibr.data.source``
+    in plain Odoo, OpenSPP's ``spp.dci.data.source`` with the bridge. Tests create data
+    sources only through this, so the whole suite runs on both (``registry_type`` defaults
+    to the installed selection's IBR key)."""
+    model = data_source_model(env)
+    return model.with_context(default_registry_type=model._spp_ibr_registry_types()[0])
+
+
+def signing_keys(env):
+    """The signing-key model of those data sources (ours, or OpenSPP's with the bridge)."""
+    return signing_key_model(env)
 
 
 def now_ts():
@@ -222,7 +238,7 @@ class SandboxMixin:
         cls.listener = CallbackListener().start()
         cls.addClassCleanup(cls.listener.stop)
         env = cls.env
-        cls.signing_key = env["spp.dci.signing.key"].create(
+        cls.signing_key = signing_keys(env).create(
             {"name": "Test key", "key_id": "test-key", "sender_id": OUR_SENDER_ID}
         )
         cls.signing_key.action_generate_key()
@@ -237,14 +253,14 @@ class SandboxMixin:
             }
         )
         cls.registry_sender.fetch_public_key()
-        cls.data_source = env["spp.dci.data.source"].create(cls.data_source_vals())
+        cls.data_source = data_sources(env).create(cls.data_source_vals())
 
     @classmethod
     def data_source_vals(cls, **overrides):
         vals = {
             "name": "Sandbox IBR",
             "code": "sandbox_ibr",
-            "registry_type": "ibr",
+            "registry_type": data_sources(cls.env)._spp_ibr_registry_types()[0],
             "base_url": cls.sandbox.url.rstrip("/"),
             "auth_type": "oauth2",
             "oauth2_token_url": cls.sandbox.token_url,

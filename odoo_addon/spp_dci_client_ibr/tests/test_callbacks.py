@@ -27,6 +27,7 @@ from .common import (
     SandboxMixin,
     UsersMixin,
     callback_header,
+    data_sources,
     envelope,
     event_from,
     now_ts,
@@ -82,7 +83,7 @@ class TestCallbackEndpoint(SandboxMixin, UsersMixin, FastAPITransactionCase):
         cls.hostile_sender = senders.create(cls.sender_vals("Hostile", cls.hostile, cls.hostile_k2))
         senders.create(cls.sender_vals("Other", cls.other))
         senders.create(dict(cls.sender_vals("Sleeping", cls.sleeper), active=False))
-        cls.hostile_source = env["spp.dci.data.source"].create(
+        cls.hostile_source = data_sources(env).create(
             {
                 "name": "Hostile registry",
                 "code": "hostile",
@@ -250,7 +251,7 @@ class TestCallbackEndpoint(SandboxMixin, UsersMixin, FastAPITransactionCase):
         self.assertEqual(lines.mapped("status"), ["records", "no_records"])
 
     def test_async_send_failing_after_commit_fails_the_check(self):
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(
                 code="async_down",
                 base_url="http://127.0.0.1:9",
@@ -266,7 +267,7 @@ class TestCallbackEndpoint(SandboxMixin, UsersMixin, FastAPITransactionCase):
         self.assertTrue(check.error_message)
 
     def test_async_needs_a_registry_sender(self):
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="no_sender", registry_sender_id=False)
         )
         check = self.new_check(self.identifier("unknown"), source=source)

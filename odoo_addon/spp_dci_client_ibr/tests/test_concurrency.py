@@ -18,7 +18,15 @@ from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import tagged
 from odoo.tests.common import BaseCase, get_db_name
 
-from .common import DciSigner, callback_header, envelope, event_from, now_ts, search_message
+from .common import (
+    DciSigner,
+    callback_header,
+    data_sources,
+    envelope,
+    event_from,
+    now_ts,
+    search_message,
+)
 
 RETRYABLE = frozenset(
     {
@@ -68,7 +76,7 @@ class TestConcurrentWorkers(BaseCase):
                 .id
             )
             self.source_id = (
-                env["spp.dci.data.source"]
+                data_sources(env)
                 .create(
                     {
                         "name": "Race registry",
@@ -93,7 +101,7 @@ class TestConcurrentWorkers(BaseCase):
             env["spp.dci.callback.log"].search([("sender_id", "=", sender)]).unlink()
             env["spp.dci.callback.replay"].search([("sender_id", "=", sender)]).unlink()
             env["spp.dci.duplication.check"].browse(self.check_ids).exists().unlink()
-            env["spp.dci.data.source"].browse(self.source_id).unlink()
+            data_sources(env).browse(self.source_id).unlink()
             env["spp.dci.ibr.sender"].browse(self.sender_id).unlink()
             env["res.partner"].browse(self.partner_id).unlink()
 

@@ -2,10 +2,11 @@
 """Setting a registry up as an administrator does, against the embedded sandbox: signing
 keys, the registry's keys, "Test Connection", and the client each data source reuses."""
 
+from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
-from .common import OUR_SENDER_ID, SandboxMixin, UsersMixin
+from .common import OUR_SENDER_ID, SandboxMixin, UsersMixin, data_sources, signing_keys
 from .test_duplication_check import closed_port
 
 
@@ -21,12 +22,13 @@ class TestConfiguration(SandboxMixin, UsersMixin, TransactionCase):
 
     def test_generate_key_pair_then_activate(self):
         key = (
-            self.env["spp.dci.signing.key"]
+            signing_keys(self.env)
             .with_user(self.dci_admin)
             .create({"name": "New key", "key_id": "new-key", "sender_id": OUR_SENDER_ID})
         )
         action = key.action_generate_key()
-        self.assertEqual(action["params"]["next"]["tag"], "soft_reload")
+        if key._name == "spp.dci.ibr.signing.key":  # OpenSPP's lifecycle returns True
+            self.assertEqual(action["params"]["next"]["tag"], "soft_reload")
         self.assertTrue(key.has_private_key)
         self.assertIn("PUBLIC KEY", key.public_key)
         self.assertIn(f"{OUR_SENDER_ID}|new-key|ed25519", key.public_jwk)
@@ -41,7 +43,7 @@ class TestConfiguration(SandboxMixin, UsersMixin, TransactionCase):
         """The documented setup: the registry's JWKS URL, and its keys fetched."""
         self.assertTrue(self.registry_sender.jwks_url)
         self.assertTrue(self.registry_sender.key_ids)
-        self.data_source.action_test_connection()
+        self.data_source.action_spp_test_ibr_connection()
         self.assertEqual(self.data_source.state, "active", self.data_source.last_error)
         check = self.new_check(self.identifier("active"))
         check.action_run_check()
@@ -62,11 +64,31 @@ class TestConfiguration(SandboxMixin, UsersMixin, TransactionCase):
         self.assertEqual(check.state, "failed")
         self.assertFalse(check.result)
 
+    def test_unverified_answers_only_with_the_system_administrators_opt_in(self):
+        """Without the registry's keys answers are refused, unless a system administrator
+        ticked "Accept Unverified Answers" (off by default)."""
+        source = data_sources(self.env).create(
+            self.data_source_vals(code="unverified", registry_sender_id=False)
+        )
+        self.assertFalse(source.accept_unverified_answers)
+        check = self.new_check(self.identifier("unknown"), source=source)
+        check.action_run_check()
+        self.assertEqual(check.state, "failed")
+        self.assertFalse(check.result)
+        with self.assertRaises(AccessError):
+            source.with_user(self.dci_admin).write({"accept_unverified_answers": True})
+        source.with_user(self.system_admin).write({"accept_unverified_answers": True})
+        check = self.new_check(self.identifier("unknown"), source=source)
+        check.action_run_check()
+        self.assertEqual(
+            (check.state, check.result), ("completed", "no_match"), check.error_message
+        )
+
     # --------------------------------------------------------- Test Connection
 
     def test_failed_connection_test_is_stored_and_shown(self):
-        source = self.env["spp.dci.data.source"].create(self.data_source_vals(code="flip"))
-        source.action_test_connection()
+        source = data_sources(self.env).create(self.data_source_vals(code="flip"))
+        source.action_spp_test_ibr_connection()
         self.assertEqual(source.state, "active", source.last_error)
         port = closed_port()
         source.write(
@@ -75,7 +97,7 @@ class TestConfiguration(SandboxMixin, UsersMixin, TransactionCase):
                 "oauth2_token_url": f"http://127.0.0.1:{port}/oauth2/client/token",
             }
         )
-        action = source.with_user(self.dci_admin).action_test_connection()
+        action = source.with_user(self.dci_admin).action_spp_test_ibr_connection()
         self.assertEqual(source.state, "error")
         self.assertTrue(source.last_error)
         self.assertTrue(source.last_test_date)
@@ -85,18 +107,18 @@ class TestConfiguration(SandboxMixin, UsersMixin, TransactionCase):
 
     def test_connection_test_with_a_wrong_secret_fails(self):
         """A token obtained with the right secret must not make a wrong one look right."""
-        source = self.env["spp.dci.data.source"].create(self.data_source_vals(code="secret"))
-        source.action_test_connection()
+        source = data_sources(self.env).create(self.data_source_vals(code="secret"))
+        source.action_spp_test_ibr_connection()
         self.assertEqual(source.state, "active", source.last_error)
         source.sudo().oauth2_client_secret = "wrong-secret"
-        source.action_test_connection()
+        source.action_spp_test_ibr_connection()
         self.assertEqual(source.state, "error")
         self.assertNotIn("wrong-secret", source.last_error)
 
     # ------------------------------------------------------------ client reuse
 
     def test_client_is_reused_until_the_configuration_changes(self):
-        source = self.env["spp.dci.data.source"].create(self.data_source_vals(code="reuse"))
+        source = data_sources(self.env).create(self.data_source_vals(code="reuse"))
         client = source._spp_dci_client()
         for pair in self.identifiers("unknown", 2):
             self.new_check(pair, source=source).action_run_check()

@@ -11,7 +11,7 @@ from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
 from ..services import IBRService
-from .common import SandboxMixin, UsersMixin
+from .common import SandboxMixin, UsersMixin, data_sources
 
 CHUNK_PARAM = "spp_dci_client_ibr.batch_chunk_size"
 
@@ -94,7 +94,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
     # ---------------------------------------------------------- failures
 
     def test_wrong_client_secret_fails_closed(self):
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="bad_secret", oauth2_client_secret="wrong-secret")
         )
         check = self.new_check(self.identifier("unknown"), source=source)
@@ -104,7 +104,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
 
     def test_unreachable_registry_fails_closed(self):
         port = closed_port()
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(
                 code="unreachable",
                 base_url=f"http://127.0.0.1:{port}",
@@ -123,7 +123,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
                 "public_key": self.signing_key.public_key,
             }
         )
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="wrong_keys", registry_sender_id=impostor.id)
         )
         check = self.new_check(self.identifier("unknown"), source=source)
@@ -140,7 +140,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         self.assertEqual(check.failure_kind, "no_identifier")
 
     def test_retry_after_failure_converges(self):
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="flaky", oauth2_client_secret="wrong-secret")
         )
         check = self.new_check(self.identifier("active"), source=source)
@@ -153,7 +153,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         self.assertFalse(check.error_message)
 
     def test_missing_configuration_is_reported(self):
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="no_key", signing_key_id=False)
         )
         check = self.new_check(self.identifier("unknown"), source=source)
@@ -193,7 +193,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
 
     def test_batch_against_unreachable_registry_never_no_match(self):
         port = closed_port()
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(
                 code="down",
                 base_url=f"http://127.0.0.1:{port}",
@@ -279,7 +279,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         self.assertTrue(status["programs"])
 
     def test_openspp_service_never_reports_an_outage_as_clean(self):
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="svc_down", oauth2_client_secret="wrong-secret")
         )
         partner = self.new_check(self.identifier("unknown"), source=source).partner_id
@@ -291,12 +291,12 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
             )
 
     def test_connection_test(self):
-        self.data_source.action_test_connection()
+        self.data_source.action_spp_test_ibr_connection()
         self.assertEqual(self.data_source.state, "active", self.data_source.last_error)
-        source = self.env["spp.dci.data.source"].create(
+        source = data_sources(self.env).create(
             self.data_source_vals(code="conn_bad", oauth2_client_secret="wrong-secret")
         )
-        source.action_test_connection()
+        source.action_spp_test_ibr_connection()
         self.assertEqual(source.state, "error")
         self.assertNotIn("wrong-secret", source.last_error)
 
@@ -304,7 +304,7 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
 
     def test_full_flow_at_debug_never_logs_secrets(self):
         bad_secret = "wrong-" + "x" * 12
-        bad = self.env["spp.dci.data.source"].create(
+        bad = data_sources(self.env).create(
             self.data_source_vals(code="dbg_bad", oauth2_client_secret=bad_secret)
         )
         handler = ListHandler()
@@ -316,11 +316,11 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
             logger.addHandler(handler)
             logger.setLevel(logging.DEBUG)
         try:
-            self.data_source.action_test_connection()
+            self.data_source.action_spp_test_ibr_connection()
             for status in ("active", "unknown"):
                 self.new_check(self.identifier(status)).action_run_check()
             self.new_check(self.identifier("unknown"), source=bad).action_run_check()
-            bad.action_test_connection()
+            bad.action_spp_test_ibr_connection()
         finally:
             for logger, level in zip(loggers, previous, strict=True):
                 logger.removeHandler(handler)

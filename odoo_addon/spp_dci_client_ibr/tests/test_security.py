@@ -5,7 +5,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
-from .common import UsersMixin
+from .common import UsersMixin, data_sources, signing_keys
 
 SECRET = "s3cr3t-client-value-do-not-show"
 BEARER = "bearer-token-value-do-not-show"
@@ -20,12 +20,12 @@ class TestSecurity(UsersMixin, TransactionCase):
         super().setUpClass()
         cls.setup_users()
         env = cls.env
-        cls.key = env["spp.dci.signing.key"].create(
+        cls.key = signing_keys(env).create(
             {"name": "Key", "key_id": "sec-key", "sender_id": "openspp.test"}
         )
         cls.key.action_generate_key()
         cls.key.action_activate()
-        cls.source = env["spp.dci.data.source"].create(
+        cls.source = data_sources(env).create(
             {
                 "name": "Secured IBR",
                 "code": "secured_ibr",
@@ -197,7 +197,7 @@ class TestSecurity(UsersMixin, TransactionCase):
                 "connect_timeout": 1,
             }
         )
-        self.source.action_test_connection()
+        self.source.action_spp_test_ibr_connection()
         self.assertEqual(self.source.state, "error")
         self.assertTrue(self.source.last_error)
         self.assertNotIn(SECRET, self.source.last_error)
@@ -230,17 +230,17 @@ class TestSecurity(UsersMixin, TransactionCase):
             self.check.with_user(user).write({"error_message": "not async"})
         # The JWKS only needs active public keys.
         self.key.copy({"key_id": "draft-key"})
-        keys = self.env["spp.dci.signing.key"].with_user(user).search([])
+        keys = signing_keys(self.env).with_user(user).search([])
         self.assertEqual(set(keys.mapped("state")), {"active"})
 
     def test_jwks_publishes_active_public_keys_only(self):
-        revoked = self.env["spp.dci.signing.key"].create(
+        revoked = signing_keys(self.env).create(
             {"name": "Old", "key_id": "old-key", "sender_id": "openspp.test"}
         )
         revoked.action_generate_key()
         revoked.action_activate()
         revoked.action_revoke()
-        jwks = self.env["spp.dci.signing.key"].with_user(self.callback_user)._spp_public_jwks()
+        jwks = signing_keys(self.env).with_user(self.callback_user)._spp_public_jwks()
         kids = [key["kid"] for key in jwks["keys"]]
         self.assertIn("openspp.test|sec-key|ed25519", kids)
         self.assertNotIn("openspp.test|old-key|ed25519", kids)

@@ -3,19 +3,26 @@
 
 from odoo import api, fields, models
 
+from ..models.spp_dci_data_source import ibr_source_domain
+
 
 class SppDciIbrBatchCheckWizard(models.TransientModel):
     _name = "spp.dci.ibr.batch.check.wizard"
     _description = "Check IBR Duplicates"
 
+    # OpenSPP's bridge redefines the comodel as spp.dci.data.source, like the checks'.
     data_source_id = fields.Many2one(
-        "spp.dci.data.source",
+        "spp.dci.ibr.data.source",
         required=True,
-        domain=[("registry_type", "=", "ibr")],
-        default=lambda self: self.env["spp.dci.data.source"]._spp_default_ibr_source(),
+        domain=ibr_source_domain,
+        default=lambda self: self._default_data_source(),
     )
     partner_ids = fields.Many2many("res.partner", string="Registrants")
     partner_count = fields.Integer(compute="_compute_partner_count")
+
+    @api.model
+    def _default_data_source(self):
+        return self.env[self._fields["data_source_id"].comodel_name]._spp_default_ibr_source()
 
     @api.depends("partner_ids")
     def _compute_partner_count(self):

@@ -5,7 +5,7 @@ from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
 from odoo.addons.queue_job.tests.common import trap_jobs
-from odoo.addons.spp_dci_client_ibr.tests.common import SandboxMixin, UsersMixin
+from odoo.addons.spp_dci_client_ibr.tests.common import SandboxMixin, UsersMixin, data_sources
 
 
 @tagged("post_install", "-at_install")
@@ -14,7 +14,7 @@ class TestQueueDispatch(TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.env["ir.config_parameter"].sudo().set_param("spp_dci_client_ibr.batch_chunk_size", "2")
-        cls.source = cls.env["spp.dci.data.source"].create(
+        cls.source = data_sources(cls.env).create(
             {
                 "name": "Queue IBR",
                 "code": "queue_ibr",

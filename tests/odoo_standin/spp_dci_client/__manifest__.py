@@ -1,7 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
 # TEST-ONLY stand-in of OpenSPP's `spp_dci_client` (OpenSPP/OpenSPP2), written for this repository
 # from the published model, field and method names; see
-# odoo_addon/spp_dci_client_ibr/readme/OPENSPP.md. Never shipped (the wheel ships odoo/addons/**).
+# tests/odoo_standin/OPENSPP_MODELS.md. Never shipped (the wheel ships odoo/addons/**).
 {
     "name": "OpenSPP DCI Client (test stand-in)",
     "summary": "Stand-in of OpenSPP's spp_dci_client: the spp.dci.data.source model",
