@@ -11,7 +11,7 @@ import uuid
 
 from psycopg2.extensions import TransactionRollbackError
 from spp_dci_ibr import IBRService
-from spp_dci_ibr.exceptions import DCIError
+from spp_dci_ibr.exceptions import DCIError, UndecidedError
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
@@ -90,6 +90,12 @@ class SppDciDuplicationCheck(models.Model):
     check_date = fields.Datetime(required=True, default=fields.Datetime.now, readonly=True)
     result = fields.Selection(RESULTS, readonly=True, copy=False, help="Empty until the check ran")
     is_duplicate = fields.Boolean(readonly=True, copy=False)
+    verified = fields.Boolean(
+        readonly=True,
+        copy=False,
+        help="Every registry answer this result was read from was verified against the "
+        "registry's keys. False when the data source accepted unverified answers.",
+    )
     matched_programs = fields.Text(groups=PII_GROUPS, readonly=True, copy=False)
     raw_response = fields.Text(groups=PII_GROUPS, readonly=True, copy=False)
     state = fields.Selection(
@@ -127,12 +133,18 @@ class SppDciDuplicationCheck(models.Model):
             ("error", "Error"),
             ("timeout", "Callback Timeout"),
             ("no_identifier", "No Identifier"),
+            ("undecided", "Undecided Answer"),
         ],
         readonly=True,
         copy=False,
     )
     error_message = fields.Text(readonly=True, copy=False)
     notes = fields.Text()
+    can_retry = fields.Boolean(
+        compute="_compute_can_retry",
+        help="A failed check may run again: not when it failed for lack of an identifier "
+        "and the registrant still has none (it could only fail again).",
+    )
     detail_ids = fields.One2many(
         "spp.dci.duplication.check.detail", "check_id", string="Identifiers", readonly=True
     )
@@ -150,7 +162,24 @@ class SppDciDuplicationCheck(models.Model):
                 parts.append(fields.Datetime.to_string(check.check_date)[:16])
             check.display_name = " - ".join(part for part in parts if part)
 
+    @api.depends("state", "failure_kind", "partner_id")
+    def _compute_can_retry(self):
+        for check in self:
+            check.can_retry = check.state == "failed" and (
+                check.failure_kind != "no_identifier" or check._spp_has_identifier()
+            )
+
     # ------------------------------------------------------------------ helpers
+
+    def _spp_has_identifier(self):
+        """The registrant (or the check itself) has an identifier to send. Read with sudo:
+        values are personal data; whether one exists is not."""
+        self.ensure_one()
+        check = self.sudo()
+        return bool(
+            check.partner_id._spp_dci_ibr_partner_pairs()
+            or (check.identifier_type and check.identifier_value)
+        )
 
     def _spp_data_source(self):
         self.ensure_one()
@@ -186,9 +215,18 @@ class SppDciDuplicationCheck(models.Model):
             }
         )
 
+    def _spp_fail_on(self, exc):
+        """Fail the check with the reason of a ``DCIError``: an answer the core could not
+        decide (``UndecidedError``) is said so, and is never a "no match"."""
+        self._spp_fail(str(exc), kind="undecided" if isinstance(exc, UndecidedError) else "error")
+
     def _spp_no_identifier(self):
         self._spp_fail(
-            self.env._("The registrant has no identifier to check."), kind="no_identifier"
+            self.env._(
+                "The registrant has no identifier to check. Add one on the contact's IBR "
+                "Identifiers tab (a DCI administrator can), then retry."
+            ),
+            kind="no_identifier",
         )
 
     def _spp_reset(self):
@@ -198,6 +236,7 @@ class SppDciDuplicationCheck(models.Model):
                 "state": "ready",
                 "result": False,
                 "is_duplicate": False,
+                "verified": False,
                 "matched_programs": False,
                 "raw_response": False,
                 "error_message": False,
@@ -234,6 +273,16 @@ class SppDciDuplicationCheck(models.Model):
         else:
             self._spp_update_lines(outcomes)
         completed = result.state == "completed" and result.result in RESULT_VALUES
+        if not completed:
+            # A failed result is final: nothing will answer its pending identifiers.
+            for line in self.detail_ids.filtered(lambda line: line.status == "pending"):
+                line.write(
+                    {
+                        "status": "failed",
+                        "reason": line.reason
+                        or self.env._("The registry did not decide this identifier."),
+                    }
+                )
         reasons = [reason for reason in (result.reasons or []) if reason]
         if completed:
             state_vals = {
@@ -256,6 +305,7 @@ class SppDciDuplicationCheck(models.Model):
             state_vals,
             matched_programs="\n".join(result.matched_programs or []) or False,
             raw_response=_dump(result.raw_responses or []),
+            verified=bool(result.verified),
             completed_at=fields.Datetime.now(),
             queued=False,
         )
@@ -324,7 +374,7 @@ class SppDciDuplicationCheck(models.Model):
         try:
             result = service.check_duplication(pairs)
         except DCIError as exc:
-            self._spp_fail(str(exc))
+            self._spp_fail_on(exc)
             return
         self._spp_apply_result(result, pairs, rebuild_lines=True)
 
@@ -455,12 +505,14 @@ class SppDciDuplicationCheck(models.Model):
         closed when the request was not acknowledged (``ack`` is then the ``DCIError``)."""
         self.ensure_one()
         state = self._spp_lock()
-        if isinstance(ack, DCIError) or ack.get("ack_status") != "ACK":
+        if isinstance(ack, DCIError):
+            if state == "checking":
+                self._spp_fail_on(ack)
+            return
+        if ack.get("ack_status") != "ACK":
             if state == "checking":
                 self._spp_fail(
-                    str(ack)
-                    if isinstance(ack, DCIError)
-                    else self.env._(
+                    self.env._(
                         "The registry did not acknowledge the request (%(status)s).",
                         status=ack.get("ack_status") or "-",
                     )
@@ -516,6 +568,8 @@ class SppDciDuplicationCheck(models.Model):
             merged,
             reference_ids=references if lines and all(references) else None,
             identifiers=[(line.id_type, line.id_value) for line in lines] or None,
+            # Only callbacks the router verified are filed (live, or kept in the log).
+            verified=True,
         )
         if any(outcome.status == "pending" for outcome in result.outcomes):
             self._spp_update_lines(result.outcomes)
@@ -548,9 +602,20 @@ class SppDciDuplicationCheck(models.Model):
     # ------------------------------------------------------------------ retries
 
     def action_retry(self):
-        """Run failed checks again, the way they were first run."""
+        """Run failed checks again, the way they were first run. A check that failed for
+        lack of an identifier is not run again while its registrant still has none: the
+        user is told to add one first."""
         self.check_access("write")
         failed = self.filtered(lambda check: check.state == "failed")
+        hopeless = failed.filtered(lambda check: not check.can_retry)
+        if hopeless:
+            raise UserError(
+                self.env._(
+                    "%(names)s: no identifier to check. Add one on the contact's IBR Identifiers "
+                    "tab (a DCI administrator can), then retry.",
+                    names=", ".join(hopeless.mapped("partner_id.display_name")),
+                )
+            )
         async_checks = failed.filtered(lambda check: check.mode == "async")
         failed.sudo()._spp_reset()
         async_checks.action_run_check_async()
@@ -640,7 +705,11 @@ class SppDciDuplicationCheck(models.Model):
         except (DCIError, UserError) as exc:
             for check_id in pairs_by_id:
                 if check_id not in done:
-                    self.browse(check_id)._spp_fail(str(exc))
+                    check = self.browse(check_id)
+                    if isinstance(exc, DCIError):
+                        check._spp_fail_on(exc)
+                    else:
+                        check._spp_fail(str(exc))
 
     @api.model
     def _cron_run_queued_checks(self, limit=None):

@@ -6,5 +6,8 @@ from . import (
     test_duplication_check,
     test_end_to_end,
     test_identifiers,
+    test_person_view,
     test_security,
+    test_user_flow,
+    test_verified_undecided,
 )
