@@ -250,30 +250,25 @@ class SppDciDuplicationCheck(models.Model):
             }
         )
 
-    def _spp_apply_result(self, result, pairs=None, rebuild_lines=False):
-        """Store a native ``DuplicationResult``; ``result`` stays empty when it failed."""
+    def _spp_apply_result(self, result, pairs=None, rebuild_lines=False, new_lines=None):
+        """Store a native ``DuplicationResult``; ``result`` stays empty when it failed.
+
+        ``rebuild_lines``: replace the identifier lines by one per outcome. With ``new_lines``
+        (a list), the caller has removed the old lines and creates the new ones, appended
+        here, in one go for many checks (a batch)."""
         self.ensure_one()
         outcomes = list(result.outcomes)
+        completed = result.state == "completed" and result.result in RESULT_VALUES
         if rebuild_lines:
-            self.detail_ids.unlink()
-            pairs = pairs or []
-            line_vals = []
-            for index in range(max(len(pairs), len(outcomes))):
-                outcome = outcomes[index] if index < len(outcomes) else None
-                id_type, id_value = pairs[index] if index < len(pairs) else (None, None)
-                vals = {
-                    "check_id": self.id,
-                    "sequence": index,
-                    "id_type": getattr(outcome, "id_type", None) or id_type,
-                    "id_value": getattr(outcome, "id_value", None) or id_value,
-                }
-                vals.update(self._spp_outcome_vals(outcome))
-                line_vals.append(vals)
-            self.env["spp.dci.duplication.check.detail"].create(line_vals)
+            line_vals = self._spp_line_vals(outcomes, pairs or [], final=not completed)
+            if new_lines is not None:
+                new_lines.extend(line_vals)
+            else:
+                self.detail_ids.unlink()
+                self.env["spp.dci.duplication.check.detail"].create(line_vals)
         else:
             self._spp_update_lines(outcomes)
-        completed = result.state == "completed" and result.result in RESULT_VALUES
-        if not completed:
+        if not completed and not rebuild_lines:
             # A failed result is final: nothing will answer its pending identifiers.
             for line in self.detail_ids.filtered(lambda line: line.status == "pending"):
                 line.write(
@@ -312,6 +307,28 @@ class SppDciDuplicationCheck(models.Model):
         if result.transaction_id and not self.transaction_id:
             vals["transaction_id"] = result.transaction_id
         self.write(vals)
+
+    def _spp_line_vals(self, outcomes, pairs, final):
+        """Values of the identifier lines of this check, one per outcome (or identifier);
+        a ``final`` result leaves no line pending."""
+        line_vals = []
+        for index in range(max(len(pairs), len(outcomes))):
+            outcome = outcomes[index] if index < len(outcomes) else None
+            id_type, id_value = pairs[index] if index < len(pairs) else (None, None)
+            vals = {
+                "check_id": self.id,
+                "sequence": index,
+                "id_type": getattr(outcome, "id_type", None) or id_type,
+                "id_value": getattr(outcome, "id_value", None) or id_value,
+            }
+            vals.update(self._spp_outcome_vals(outcome))
+            if final and vals["status"] == "pending":
+                vals["status"] = "failed"
+                vals["reason"] = vals["reason"] or self.env._(
+                    "The registry did not decide this identifier."
+                )
+            line_vals.append(vals)
+        return line_vals
 
     def _spp_update_lines(self, outcomes):
         """Write each outcome on its identifier line: by reference_id, else by position."""
@@ -691,15 +708,18 @@ class SppDciDuplicationCheck(models.Model):
         if not registrants:
             return
         now = fields.Datetime.now()
-        self.browse(list(pairs_by_id)).write({"check_date": now, "sent_at": now})
-        done = set()
+        sent = self.browse(list(pairs_by_id))  # shares the chunk's prefetch
+        sent.write({"check_date": now, "sent_at": now})
+        sent.detail_ids.unlink()
+        by_id = {check.id: check for check in sent}
+        new_lines, done = [], set()
         try:
             service = source._spp_ibr_service()
             for result in service.check_many(
                 registrants, batch_size=source.batch_size, concurrency=source.batch_concurrency
             ):
-                self.browse(result.key)._spp_apply_result(
-                    result, pairs_by_id[result.key], rebuild_lines=True
+                by_id[result.key]._spp_apply_result(
+                    result, pairs_by_id[result.key], rebuild_lines=True, new_lines=new_lines
                 )
                 done.add(result.key)
         except (DCIError, UserError) as exc:
@@ -710,6 +730,8 @@ class SppDciDuplicationCheck(models.Model):
                         check._spp_fail_on(exc)
                     else:
                         check._spp_fail(str(exc))
+        # One INSERT for the lines of the whole chunk, not one per check.
+        self.env["spp.dci.duplication.check.detail"].create(new_lines)
 
     @api.model
     def _cron_run_queued_checks(self, limit=None):
