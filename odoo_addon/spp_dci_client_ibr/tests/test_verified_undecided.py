@@ -148,6 +148,27 @@ class TestVerifiedAndUndecided(SandboxMixin, TransactionCase):
         self.assertEqual(set(checks.mapped("state")), {"completed"})
         self.assertTrue(all(checks.mapped("verified")))
 
+    def test_a_batch_chunk_costs_as_many_queries_for_20_checks_as_for_5(self):
+        """The results of a chunk are stored with a fixed number of queries (one INSERT of
+        every identifier line), not a few per check."""
+
+        def queries(count):
+            checks = self.env["spp.dci.duplication.check"]
+            for pair in self.identifiers("unknown", count):
+                checks |= self.new_check(pair)
+            checks.write({"queued": True, "mode": "batch"})
+            self.env.flush_all()
+            before = self.env.cr.sql_log_count
+            checks._spp_run_chunk()
+            self.env.flush_all()
+            spent = self.env.cr.sql_log_count - before
+            self.assertEqual(set(checks.mapped("state")), {"completed"})
+            self.assertEqual(len(checks.detail_ids), count)
+            return spent
+
+        queries(3)  # warm: the client and its token
+        self.assertEqual(queries(5), queries(20))
+
     def test_checks_completed_by_a_callback_are_verified(self):
         check = self.new_check(self.identifier("unknown"))
         self.assertTrue(check._spp_prepare_async())
