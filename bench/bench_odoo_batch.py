@@ -71,7 +71,11 @@ def odoo_cmd(*args: str) -> list[str]:
 
 
 def fresh_database(log: Path) -> None:
-    subprocess.run(odoo_cmd("db", "drop", DB), capture_output=True, check=False)
+    subprocess.run(
+        [sys.executable, str(ODOO_BIN), "db", "-c", str(ODOO_CONF), "drop", DB],
+        capture_output=True,
+        check=False,
+    )
     with log.open("w") as out:
         subprocess.run(
             odoo_cmd("-d", DB, "-i", "spp_dci_client_ibr_queue", "--stop-after-init", "--no-http"),

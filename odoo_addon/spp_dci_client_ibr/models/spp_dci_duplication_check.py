@@ -621,23 +621,25 @@ class SppDciDuplicationCheck(models.Model):
     def action_retry(self):
         """Run failed checks again, the way they were first run. A check that failed for
         lack of an identifier is not run again while its registrant still has none: the
-        user is told to add one first."""
+        user is told to add one first (an error when no check could run, else a warning
+        next to the ones that ran)."""
         self.check_access("write")
         failed = self.filtered(lambda check: check.state == "failed")
         hopeless = failed.filtered(lambda check: not check.can_retry)
         if hopeless:
-            raise UserError(
-                self.env._(
-                    "%(names)s: no identifier to check. Add one on the contact's IBR Identifiers "
-                    "tab (a DCI administrator can), then retry.",
-                    names=", ".join(hopeless.mapped("partner_id.display_name")),
-                )
+            message = self.env._(
+                "%(names)s: no identifier to check. Add one on the contact's IBR Identifiers "
+                "tab (a DCI administrator can), then retry.",
+                names=", ".join(hopeless.mapped("partner_id.display_name")),
             )
+            if hopeless == failed:
+                raise UserError(message)
+            failed -= hopeless
         async_checks = failed.filtered(lambda check: check.mode == "async")
         failed.sudo()._spp_reset()
         async_checks.action_run_check_async()
         (failed - async_checks).action_run_check()
-        return True
+        return notification(message, "warning") if hopeless else True
 
     def action_reset_to_draft(self):
         """OpenSPP-compatible: put failed checks back to ready."""

@@ -249,6 +249,22 @@ class TestVerifiedAndUndecided(SandboxMixin, TransactionCase):
         with self.assertRaises(UserError):
             service.check_duplication(partner)
 
+    # ------------------------------------------------------------ retry
+
+    def test_retrying_many_skips_those_without_identifier_and_says_so(self):
+        hopeless = self.env["spp.dci.duplication.check"].create(
+            {"partner_id": self.new_partner().id, "data_source_id": self.data_source.id}
+        )
+        hopeless.action_run_check()
+        self.assertEqual(hopeless.failure_kind, "no_identifier")
+        other = self.new_check(self.identifier("unknown"))
+        other._spp_fail("The registry timed out")
+        answer = (hopeless | other).action_retry()
+        self.assertEqual(answer["params"]["type"], "warning")
+        self.assertIn("no identifier to check", answer["params"]["message"])
+        self.assertEqual((hopeless.state, hopeless.failure_kind), ("failed", "no_identifier"))
+        self.assertEqual((other.state, other.result), ("completed", "no_match"))
+
     # ------------------------------------------------------------ help text
 
     def test_the_callback_uri_help_names_the_universal_route(self):
