@@ -167,7 +167,7 @@ class TestVerifiedAndUndecided(SandboxMixin, TransactionCase):
             return spent
 
         queries(3)  # warm: the client and its token
-        self.assertEqual(queries(5), queries(20))
+        self.assertLessEqual(queries(20), queries(5))
 
     def test_checks_completed_by_a_callback_are_verified(self):
         check = self.new_check(self.identifier("unknown"))
