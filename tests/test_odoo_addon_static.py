@@ -594,14 +594,16 @@ def test_groups_use_odoo_19_privileges():
             assert "privilege_id" in names
 
 
-def test_menus_under_settings_technical():
+def test_dci_is_a_top_level_menu():
+    """DCI officers and managers have a menu of their own, not Settings > Technical."""
     root = ET.parse(ADDON / "views" / "menus.xml").getroot()
     menus = {m.get("id"): m for m in root.iter("menuitem")}
-    assert menus["menu_spp_dci_root"].get("parent") == "base.menu_custom"
+    assert menus["menu_spp_dci_root"].get("parent") is None
+    assert menus["menu_spp_dci_root"].get("groups") == "group_dci_viewer"
     labels = {m.get("name"): m.get("parent") for m in menus.values()}
-    for name in ("Data Sources", "Signing Keys", "IBR Senders"):
+    for name in ("Data Sources", "Signing Keys", "Registry Senders"):
         assert labels[name] == "menu_spp_dci_configuration"
-    for name in ("IBR Duplication Checks", "Callback Log"):
+    for name in ("Checks", "Callback Log", "Registrant Identifiers"):
         assert labels[name] == "menu_spp_dci_activity"
 
 
@@ -683,6 +685,13 @@ def _package_api() -> tuple[dict[str, dict[str, set[str]]], dict[str, set[str]]]
         for node in tree.body:
             if isinstance(node, ast.ClassDef):
                 methods = classes.setdefault(node.name, {})
+                if any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                    # A dataclass is called with its annotated fields.
+                    methods["__call__"] = {
+                        item.target.id
+                        for item in node.body
+                        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                    }
                 for item in node.body:
                     if isinstance(item, ast.FunctionDef):
                         name = "__call__" if item.name in ("__new__", "__init__") else item.name

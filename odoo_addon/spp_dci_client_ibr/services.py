@@ -15,9 +15,10 @@ clean answer.
 import logging
 
 from spp_dci_ibr import IBRService as NativeIBRService
-from spp_dci_ibr.exceptions import DCIError
 
 from odoo.exceptions import UserError
+
+from .models.errors import dci_user_errors
 
 _logger = logging.getLogger(__name__)
 
@@ -56,10 +57,8 @@ class IBRService:
                     "Registrant %(name)s has no identifier to check.", name=partner.display_name
                 )
             )
-        try:
+        with dci_user_errors(self.env, self.env._("The IBR check failed")):
             result = self.native.check_duplication(identifiers)
-        except DCIError as exc:
-            raise UserError(self.env._("The IBR check failed: %(error)s", error=str(exc))) from exc
         if result.state != "completed":
             raise UserError(
                 self.env._(
@@ -89,17 +88,11 @@ class IBRService:
 
     def search_beneficiary(self, identifier_type: str, identifier_value: str) -> list[dict]:
         """Records of the registry for one identifier, as dictionaries."""
-        try:
+        with dci_user_errors(self.env, self.env._("The IBR search failed")):
             beneficiaries = self.native.search_beneficiary(identifier_type, identifier_value)
-        except DCIError as exc:
-            raise UserError(self.env._("The IBR search failed: %(error)s", error=str(exc))) from exc
         return [beneficiary.to_dict() for beneficiary in beneficiaries]
 
     def get_enrollment_status(self, identifier_type: str, identifier_value: str) -> dict:
         """``{"enrolled": bool, "programs": [...], "beneficiary_info": [...]}``."""
-        try:
+        with dci_user_errors(self.env, self.env._("The IBR enrolment query failed")):
             return self.native.get_enrollment_status(identifier_type, identifier_value)
-        except DCIError as exc:
-            raise UserError(
-                self.env._("The IBR enrolment query failed: %(error)s", error=str(exc))
-            ) from exc

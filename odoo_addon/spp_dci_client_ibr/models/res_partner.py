@@ -38,18 +38,25 @@ class ResPartner(models.Model):
 
     @api.depends("spp_dci_check_ids.state", "spp_dci_check_ids.result")
     def _compute_spp_dci_checks(self):
+        """Two grouped queries for all these partners, whichever their number: the count,
+        and per (partner, result) the latest completion (the newest one wins)."""
         checks = self.env["spp.dci.duplication.check"]
+        partner_ids = self.ids
         counts = dict(
-            checks._read_group([("partner_id", "in", self.ids)], ["partner_id"], ["__count"])
+            checks._read_group([("partner_id", "in", partner_ids)], ["partner_id"], ["__count"])
         )
+        latest = {}
+        for partner, result, completed_at, last_id in checks._read_group(
+            [("partner_id", "in", partner_ids), ("state", "=", "completed")],
+            ["partner_id", "result"],
+            ["completed_at:max", "id:max"],
+        ):
+            rank = (completed_at or fields.Datetime.from_string("1970-01-01"), last_id)
+            if partner not in latest or rank > latest[partner][0]:
+                latest[partner] = (rank, result)
         for partner in self:
             partner.spp_dci_check_count = counts.get(partner, 0)
-            last = checks.search(
-                [("partner_id", "=", partner.id), ("state", "=", "completed")],
-                order="completed_at desc, id desc",
-                limit=1,
-            )
-            partner.spp_dci_last_result = last.result
+            partner.spp_dci_last_result = latest[partner][1] if partner in latest else False
 
     def _spp_dci_ibr_reg_id_pairs(self):
         """(type, value) pairs from OpenSPP's ``reg_ids`` when that field exists."""
@@ -103,6 +110,19 @@ class ResPartner(models.Model):
         if last:
             return [(last.identifier_type, last.identifier_value)]
         return []
+
+    @api.model
+    def _spp_dci_archive_user_partners(self, user_ids):
+        """Archive the contacts of technical users (the callback endpoint's): they are not
+        people and must not be picked as registrants. Odoo refuses to archive the contact of
+        an active user through ``write``; the user stays active (it runs the endpoint)."""
+        partners = self.env["res.users"].browse(user_ids).partner_id
+        if partners:
+            self.env.cr.execute(
+                "UPDATE res_partner SET active = FALSE WHERE id = ANY(%s)", [partners.ids]
+            )
+            partners.invalidate_recordset(["active"])
+        return True
 
     def action_spp_dci_view_checks(self):
         self.ensure_one()

@@ -1,13 +1,13 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0.html).
 """Every verified callback, kept raw for audit, and the sink that files it."""
 
+import calendar
 import json
 import logging
 from datetime import timedelta
-from types import SimpleNamespace
 
 from psycopg2.extensions import TransactionRollbackError
-from spp_dci_ibr.callbacks import CallbackRejected
+from spp_dci_ibr.callbacks import CallbackEvent, CallbackRejected
 
 from odoo import api, fields, models
 
@@ -16,6 +16,21 @@ from .spp_dci_duplication_check import PII_GROUPS
 _logger = logging.getLogger(__name__)
 
 RECONCILE_WINDOW = timedelta(days=2)
+
+
+def _pretty(value):
+    """JSON indented for reading (keys sorted, non-ASCII kept)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2)
+
+
+def _pretty_text(text):
+    """Stored JSON text, indented; text that is not JSON is shown as it is."""
+    if not text:
+        return False
+    try:
+        return _pretty(json.loads(text))
+    except ValueError:
+        return text
 
 
 class SppDciCallbackLog(models.Model):
@@ -51,7 +66,27 @@ class SppDciCallbackLog(models.Model):
     )
     raw_body = fields.Text(groups=PII_GROUPS, readonly=True)
     header_json = fields.Text(string="Header", readonly=True)
+    header_pretty = fields.Text(string="Header (formatted)", compute="_compute_header_pretty")
+    message_pretty = fields.Text(
+        string="Message (formatted)", compute="_compute_message_pretty", groups=PII_GROUPS
+    )
     note = fields.Text(readonly=True)
+
+    @api.depends("header_json")
+    def _compute_header_pretty(self):
+        for log in self:
+            log.header_pretty = _pretty_text(log.header_json)
+
+    @api.depends("raw_body")
+    def _compute_message_pretty(self):
+        """The message has personal data: the field is readable by the raw body's readers only."""
+        for log in self:
+            try:
+                body = json.loads(log.sudo().raw_body or "null")
+            except ValueError:
+                body = None
+            message = body.get("message") if isinstance(body, dict) else None
+            log.message_pretty = _pretty(message) if message is not None else False
 
     # ------------------------------------------------------------------- sink
 
@@ -82,7 +117,7 @@ class SppDciCallbackLog(models.Model):
             "correlation_id": event.correlation_id or False,
             "reference_ids": "\n".join(str(ref) for ref in event.reference_ids or []) or False,
             "raw_body": raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw),
-            "header_json": json.dumps(event.header, ensure_ascii=False, sort_keys=True),
+            "header_json": _pretty(event.header),
         }
         if event.action != "on-search":
             return self.create(dict(vals, state="received"))
@@ -193,7 +228,8 @@ class SppDciCallbackLog(models.Model):
         return reconciled
 
     def _spp_as_event(self):
-        """The stored callback, shaped like the router's CallbackEvent."""
+        """The stored callback as the router's ``CallbackEvent`` (it was verified when it
+        arrived; only verified callbacks are logged)."""
         self.ensure_one()
         try:
             body = json.loads(self.raw_body or "{}")
@@ -202,16 +238,16 @@ class SppDciCallbackLog(models.Model):
         body = body if isinstance(body, dict) else {}
         header = body.get("header") if isinstance(body.get("header"), dict) else {}
         message = body.get("message") if isinstance(body.get("message"), dict) else {}
-        return SimpleNamespace(
-            action=self.action,
-            sender_id=self.sender_id,
-            message_id=self.message_id,
-            kid=self.kid,
+        return CallbackEvent(
+            action=self.action or "",
+            sender_id=self.sender_id or "",
+            message_id=self.message_id or "",
+            kid=self.kid or "",
             header=header,
             message=message,
             raw_body=(self.raw_body or "").encode(),
             transaction_id=self.transaction_id or None,
             correlation_id=self.correlation_id or None,
-            reference_ids=(self.reference_ids or "").split("\n") if self.reference_ids else [],
-            received_at=self.received_at,
+            reference_ids=tuple(self.reference_ids.split("\n")) if self.reference_ids else (),
+            received_at=calendar.timegm(self.received_at.timetuple()) if self.received_at else 0,
         )

@@ -325,8 +325,9 @@ class SppDciIbrDataSource(models.Model):
     our_sender_id = fields.Char(string="Our Sender ID")
     our_callback_uri = fields.Char(
         string="Callback URI",
-        help="Sent as sender_uri of asynchronous requests, e.g. "
-        "https://<odoo>/dci_ibr/registry/on-search",
+        help="Sent as sender_uri of asynchronous requests: the endpoint's universal "
+        "callback route https://<odoo>/dci_ibr/registry/callback, which takes every callback "
+        "action (on-search, on-subscribe, notify, txn/on-status) of the registry",
     )
     receiver_id = fields.Char(string="Receiver ID")
     search_endpoint = fields.Char(default="/registry/sync/search")

@@ -11,7 +11,7 @@ import uuid
 
 from psycopg2.extensions import TransactionRollbackError
 from spp_dci_ibr import IBRService
-from spp_dci_ibr.exceptions import DCIError
+from spp_dci_ibr.exceptions import DCIError, UndecidedError
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
@@ -93,6 +93,12 @@ class SppDciDuplicationCheck(models.Model):
     check_date = fields.Datetime(required=True, default=fields.Datetime.now, readonly=True)
     result = fields.Selection(RESULTS, readonly=True, copy=False, help="Empty until the check ran")
     is_duplicate = fields.Boolean(readonly=True, copy=False)
+    verified = fields.Boolean(
+        readonly=True,
+        copy=False,
+        help="Every registry answer this result was read from was verified against the "
+        "registry's keys. False when the data source accepted unverified answers.",
+    )
     matched_programs = fields.Text(groups=PII_GROUPS, readonly=True, copy=False)
     raw_response = fields.Text(groups=PII_GROUPS, readonly=True, copy=False)
     state = fields.Selection(
@@ -131,12 +137,18 @@ class SppDciDuplicationCheck(models.Model):
             ("error", "Error"),
             ("timeout", "Callback Timeout"),
             ("no_identifier", "No Identifier"),
+            ("undecided", "Undecided Answer"),
         ],
         readonly=True,
         copy=False,
     )
     error_message = fields.Text(readonly=True, copy=False)
     notes = fields.Text()
+    can_retry = fields.Boolean(
+        compute="_compute_can_retry",
+        help="A failed check may run again: not when it failed for lack of an identifier "
+        "and the registrant still has none (it could only fail again).",
+    )
     detail_ids = fields.One2many(
         "spp.dci.duplication.check.detail", "check_id", string="Identifiers", readonly=True
     )
@@ -161,7 +173,24 @@ class SppDciDuplicationCheck(models.Model):
             _logger.critical(message)
         return res
 
+    @api.depends("state", "failure_kind", "partner_id")
+    def _compute_can_retry(self):
+        for check in self:
+            check.can_retry = check.state == "failed" and (
+                check.failure_kind != "no_identifier" or check._spp_has_identifier()
+            )
+
     # ------------------------------------------------------------------ helpers
+
+    def _spp_has_identifier(self):
+        """The registrant (or the check itself) has an identifier to send. Read with sudo:
+        values are personal data; whether one exists is not."""
+        self.ensure_one()
+        check = self.sudo()
+        return bool(
+            check.partner_id._spp_dci_ibr_partner_pairs()
+            or (check.identifier_type and check.identifier_value)
+        )
 
     def _spp_data_source(self):
         self.ensure_one()
@@ -197,9 +226,18 @@ class SppDciDuplicationCheck(models.Model):
             }
         )
 
+    def _spp_fail_on(self, exc):
+        """Fail the check with the reason of a ``DCIError``: an answer the core could not
+        decide (``UndecidedError``) is said so, and is never a "no match"."""
+        self._spp_fail(str(exc), kind="undecided" if isinstance(exc, UndecidedError) else "error")
+
     def _spp_no_identifier(self):
         self._spp_fail(
-            self.env._("The registrant has no identifier to check."), kind="no_identifier"
+            self.env._(
+                "The registrant has no identifier to check. Add one on the contact's IBR "
+                "Identifiers tab (a DCI administrator can), then retry."
+            ),
+            kind="no_identifier",
         )
 
     def _spp_reset(self):
@@ -209,6 +247,7 @@ class SppDciDuplicationCheck(models.Model):
                 "state": "ready",
                 "result": False,
                 "is_duplicate": False,
+                "verified": False,
                 "matched_programs": False,
                 "raw_response": False,
                 "error_message": False,
@@ -222,29 +261,34 @@ class SppDciDuplicationCheck(models.Model):
             }
         )
 
-    def _spp_apply_result(self, result, pairs=None, rebuild_lines=False):
-        """Store a native ``DuplicationResult``; ``result`` stays empty when it failed."""
+    def _spp_apply_result(self, result, pairs=None, rebuild_lines=False, new_lines=None):
+        """Store a native ``DuplicationResult``; ``result`` stays empty when it failed.
+
+        ``rebuild_lines``: replace the identifier lines by one per outcome. With ``new_lines``
+        (a list), the caller has removed the old lines and creates the new ones, appended
+        here, in one go for many checks (a batch)."""
         self.ensure_one()
         outcomes = list(result.outcomes)
+        completed = result.state == "completed" and result.result in RESULT_VALUES
         if rebuild_lines:
-            self.detail_ids.unlink()
-            pairs = pairs or []
-            line_vals = []
-            for index in range(max(len(pairs), len(outcomes))):
-                outcome = outcomes[index] if index < len(outcomes) else None
-                id_type, id_value = pairs[index] if index < len(pairs) else (None, None)
-                vals = {
-                    "check_id": self.id,
-                    "sequence": index,
-                    "id_type": getattr(outcome, "id_type", None) or id_type,
-                    "id_value": getattr(outcome, "id_value", None) or id_value,
-                }
-                vals.update(self._spp_outcome_vals(outcome))
-                line_vals.append(vals)
-            self.env["spp.dci.duplication.check.detail"].create(line_vals)
+            line_vals = self._spp_line_vals(outcomes, pairs or [], final=not completed)
+            if new_lines is not None:
+                new_lines.extend(line_vals)
+            else:
+                self.detail_ids.unlink()
+                self.env["spp.dci.duplication.check.detail"].create(line_vals)
         else:
             self._spp_update_lines(outcomes)
-        completed = result.state == "completed" and result.result in RESULT_VALUES
+        if not completed and not rebuild_lines:
+            # A failed result is final: nothing will answer its pending identifiers.
+            for line in self.detail_ids.filtered(lambda line: line.status == "pending"):
+                line.write(
+                    {
+                        "status": "failed",
+                        "reason": line.reason
+                        or self.env._("The registry did not decide this identifier."),
+                    }
+                )
         reasons = [reason for reason in (result.reasons or []) if reason]
         if completed:
             state_vals = {
@@ -267,12 +311,35 @@ class SppDciDuplicationCheck(models.Model):
             state_vals,
             matched_programs="\n".join(result.matched_programs or []) or False,
             raw_response=_dump(result.raw_responses or []),
+            verified=bool(result.verified),
             completed_at=fields.Datetime.now(),
             queued=False,
         )
         if result.transaction_id and not self.transaction_id:
             vals["transaction_id"] = result.transaction_id
         self.write(vals)
+
+    def _spp_line_vals(self, outcomes, pairs, final):
+        """Values of the identifier lines of this check, one per outcome (or identifier);
+        a ``final`` result leaves no line pending."""
+        line_vals = []
+        for index in range(max(len(pairs), len(outcomes))):
+            outcome = outcomes[index] if index < len(outcomes) else None
+            id_type, id_value = pairs[index] if index < len(pairs) else (None, None)
+            vals = {
+                "check_id": self.id,
+                "sequence": index,
+                "id_type": getattr(outcome, "id_type", None) or id_type,
+                "id_value": getattr(outcome, "id_value", None) or id_value,
+            }
+            vals.update(self._spp_outcome_vals(outcome))
+            if final and vals["status"] == "pending":
+                vals["status"] = "failed"
+                vals["reason"] = vals["reason"] or self.env._(
+                    "The registry did not decide this identifier."
+                )
+            line_vals.append(vals)
+        return line_vals
 
     def _spp_update_lines(self, outcomes):
         """Write each outcome on its identifier line: by reference_id, else by position."""
@@ -335,7 +402,7 @@ class SppDciDuplicationCheck(models.Model):
         try:
             result = service.check_duplication(pairs)
         except DCIError as exc:
-            self._spp_fail(str(exc))
+            self._spp_fail_on(exc)
             return
         self._spp_apply_result(result, pairs, rebuild_lines=True)
 
@@ -466,12 +533,14 @@ class SppDciDuplicationCheck(models.Model):
         closed when the request was not acknowledged (``ack`` is then the ``DCIError``)."""
         self.ensure_one()
         state = self._spp_lock()
-        if isinstance(ack, DCIError) or ack.get("ack_status") != "ACK":
+        if isinstance(ack, DCIError):
+            if state == "checking":
+                self._spp_fail_on(ack)
+            return
+        if ack.get("ack_status") != "ACK":
             if state == "checking":
                 self._spp_fail(
-                    str(ack)
-                    if isinstance(ack, DCIError)
-                    else self.env._(
+                    self.env._(
                         "The registry did not acknowledge the request (%(status)s).",
                         status=ack.get("ack_status") or "-",
                     )
@@ -527,6 +596,8 @@ class SppDciDuplicationCheck(models.Model):
             merged,
             reference_ids=references if lines and all(references) else None,
             identifiers=[(line.id_type, line.id_value) for line in lines] or None,
+            # Only callbacks the router verified are filed (live, or kept in the log).
+            verified=True,
         )
         if any(outcome.status == "pending" for outcome in result.outcomes):
             self._spp_update_lines(result.outcomes)
@@ -559,14 +630,27 @@ class SppDciDuplicationCheck(models.Model):
     # ------------------------------------------------------------------ retries
 
     def action_retry(self):
-        """Run failed checks again, the way they were first run."""
+        """Run failed checks again, the way they were first run. A check that failed for
+        lack of an identifier is not run again while its registrant still has none: the
+        user is told to add one first (an error when no check could run, else a warning
+        next to the ones that ran)."""
         self.check_access("write")
         failed = self.filtered(lambda check: check.state == "failed")
+        hopeless = failed.filtered(lambda check: not check.can_retry)
+        if hopeless:
+            message = self.env._(
+                "%(names)s: no identifier to check. Add one on the contact's IBR Identifiers "
+                "tab (a DCI administrator can), then retry.",
+                names=", ".join(hopeless.mapped("partner_id.display_name")),
+            )
+            if hopeless == failed:
+                raise UserError(message)
+            failed -= hopeless
         async_checks = failed.filtered(lambda check: check.mode == "async")
         failed.sudo()._spp_reset()
         async_checks.action_run_check_async()
         (failed - async_checks).action_run_check()
-        return True
+        return notification(message, "warning") if hopeless else True
 
     def action_reset_to_draft(self):
         """OpenSPP-compatible: put failed checks back to ready."""
@@ -637,21 +721,30 @@ class SppDciDuplicationCheck(models.Model):
         if not registrants:
             return
         now = fields.Datetime.now()
-        self.browse(list(pairs_by_id)).write({"check_date": now, "sent_at": now})
-        done = set()
+        sent = self.browse(list(pairs_by_id))  # shares the chunk's prefetch
+        sent.write({"check_date": now, "sent_at": now})
+        sent.detail_ids.unlink()
+        by_id = {check.id: check for check in sent}
+        new_lines, done = [], set()
         try:
             service = source._spp_ibr_service()
             for result in service.check_many(
                 registrants, batch_size=source.batch_size, concurrency=source.batch_concurrency
             ):
-                self.browse(result.key)._spp_apply_result(
-                    result, pairs_by_id[result.key], rebuild_lines=True
+                by_id[result.key]._spp_apply_result(
+                    result, pairs_by_id[result.key], rebuild_lines=True, new_lines=new_lines
                 )
                 done.add(result.key)
         except (DCIError, UserError) as exc:
             for check_id in pairs_by_id:
                 if check_id not in done:
-                    self.browse(check_id)._spp_fail(str(exc))
+                    check = self.browse(check_id)
+                    if isinstance(exc, DCIError):
+                        check._spp_fail_on(exc)
+                    else:
+                        check._spp_fail(str(exc))
+        # One INSERT for the lines of the whole chunk, not one per check.
+        self.env["spp.dci.duplication.check.detail"].create(new_lines)
 
     @api.model
     def _cron_run_queued_checks(self, limit=None):

@@ -11,6 +11,7 @@ from spp_dci_ibr.exceptions import DCIError
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from .errors import dci_user_errors
 from .notification import notification
 
 _logger = logging.getLogger(__name__)
@@ -108,16 +109,9 @@ class SppDciIbrSender(models.Model):
             raise UserError(
                 self.env._("No JWKS URL is configured for %(sender)s.", sender=self.sender_id)
             )
-        try:
+        what = self.env._("The keys of %(sender)s could not be fetched", sender=self.sender_id)
+        with dci_user_errors(self.env, what):
             jwks = JWKS.fetch(self.jwks_url, allow_http=self.allow_insecure_jwks)
-        except DCIError as exc:
-            raise UserError(
-                self.env._(
-                    "The keys of %(sender)s could not be fetched: %(error)s",
-                    sender=self.sender_id,
-                    error=str(exc),
-                )
-            ) from exc
         return self._store_jwks(jwks)
 
     def _store_jwks(self, jwks):
@@ -135,12 +129,8 @@ class SppDciIbrSender(models.Model):
         first = None
         for kid in kids:
             jwk = jwks.get(kid)
-            try:
+            with dci_user_errors(self.env, self.env._("Key %(kid)s is not usable", kid=kid)):
                 pem = jwk_to_pem(jwk)
-            except DCIError as exc:
-                raise UserError(
-                    self.env._("Key %(kid)s is not usable: %(error)s", kid=kid, error=str(exc))
-                ) from exc
             vals = {
                 "jwk": json.dumps(jwk, sort_keys=True),
                 "public_key": pem,

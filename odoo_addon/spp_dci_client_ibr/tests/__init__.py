@@ -7,5 +7,8 @@ from . import (
     test_end_to_end,
     test_identifiers,
     test_install_guards,
+    test_person_view,
     test_security,
+    test_user_flow,
+    test_verified_undecided,
 )

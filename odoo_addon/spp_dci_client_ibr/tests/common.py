@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from spp_dci_ibr import SigningKey
+from spp_dci_ibr.callbacks import CallbackEvent
 from spp_dci_ibr.sandbox import IBRSandbox
 
 from odoo.tests.common import new_test_user
@@ -161,21 +162,22 @@ def envelope(signer, header, message, **signature_kwargs):
 
 
 def event_from(envelope_dict):
-    """The shape of the router's CallbackEvent, for tests that call the sink directly."""
+    """The router's ``CallbackEvent`` for an envelope, for tests that call the sink directly
+    (as the router does once the envelope verified)."""
     header, message = envelope_dict["header"], envelope_dict["message"]
     raw = json.dumps(envelope_dict).encode()
     items = message.get("search_response") or []
-    return SimpleNamespace(
+    return CallbackEvent(
         action=header["action"],
         sender_id=header["sender_id"],
         message_id=header["message_id"],
-        kid=None,
+        kid="",
         header=header,
         message=message,
         raw_body=raw,
         transaction_id=message.get("transaction_id"),
         correlation_id=message.get("correlation_id"),
-        reference_ids=[item["reference_id"] for item in items if item.get("reference_id")],
+        reference_ids=tuple(item["reference_id"] for item in items if item.get("reference_id")),
         received_at=now_ts(),
     )
 

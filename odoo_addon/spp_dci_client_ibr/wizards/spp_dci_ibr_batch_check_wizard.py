@@ -48,7 +48,7 @@ class SppDciIbrBatchCheckWizard(models.TransientModel):
         for check in waiting:
             waiting_by_partner.setdefault(check.partner_id, check)
         reused = checks_model.browse()
-        to_create, values, skipped = [], [], 0
+        to_create, skipped = [], 0
         for partner in self.partner_ids:
             pairs = partner._spp_dci_ibr_identifiers()
             if not pairs:
@@ -61,14 +61,14 @@ class SppDciIbrBatchCheckWizard(models.TransientModel):
                         "partner_id": partner.id,
                         "data_source_id": self.data_source_id.id,
                         "identifier_type": pairs[0][0],
+                        "identifier_value": pairs[0][1],
                     }
                 )
-                values.append(pairs[0][1])
         reused.filtered(lambda check: not check.data_source_id).data_source_id = self.data_source_id
-        checks = checks_model.create(to_create)
-        # Identifier values are personal data the user may trigger a check on but not read.
-        for check, value in zip(checks.sudo(), values, strict=True):
-            check.identifier_value = value
+        # Identifier values are personal data the user may trigger a check on but not read:
+        # created with sudo (access to create was checked above; the creator stays the user),
+        # in one batch.
+        checks = checks_model.sudo().create(to_create).with_env(checks_model.env)
         action = (reused | checks)._spp_dispatch_batch()
         if skipped:
             action["params"]["message"] += " " + self.env._(

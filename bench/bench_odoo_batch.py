@@ -1,0 +1,359 @@
+"""Batch duplication checks inside a real Odoo 19: ours against the OpenSPP-style path.
+
+Not part of ``make test`` or ``make bench``: it needs the Odoo 19 kit (../shared/odoo19) and
+several minutes. Run it with the kit's Python once the wheel is in the kit's venv (``make
+wheel`` then ``.ci/odoo-test`` or ``$ODOO_KIT_HOME/venv/bin/pip install --no-deps
+target/wheels/*.whl``), with the kit's variables::
+
+    ODOO_KIT_HOME=/var/tmp/kit-ui PG_PORT=5435 HTTP_PORT=8370 \\
+        /var/tmp/kit-ui/venv/bin/python bench/bench_odoo_batch.py --sizes 1000,10000 --workers 2
+
+What it does, on a fresh database ``bench_odoo_batch`` (dropped first) with
+``spp_dci_client_ibr_queue`` (and so ``queue_job``) installed:
+
+* starts the embedded IBR sandbox in this process (signatures and OAuth2 required, as a real
+  registry), configures a signing key, the registry sender (keys fetched from its JWKS) and a
+  data source, as the configuration forms do;
+* for each size N: creates N registrants, each with one UIN (a tenth of them enrolled in the
+  sandbox), committed;
+* **ours**: starts Odoo's server in prefork mode (``--workers W``) with ``queue_job`` loaded
+  server-wide and its job runner on ``root:W`` channels, runs the batch wizard
+  ("Check IBR duplicates") on the N registrants, and times from the wizard's button until every
+  check is completed (after a warm-up batch of a few registrants: the job runner listening, each
+  worker with its client built, as in production). The wizard cuts the batch into chunks (system parameter
+  ``spp_dci_client_ibr.batch_chunk_size``, default 500), each chunk a queue job that calls the
+  native ``check_many`` (``batch_size`` identifiers per envelope, ``batch_concurrency`` in
+  flight). Peak RSS: the high-water mark (``VmHWM``) of each Odoo worker process when the batch
+  is done, the largest reported;
+* **OpenSPP-style** (the baseline, written here): the path of OpenSPP's IBR service, one check
+  after the other in one Odoo process, each check a record created, one synchronous signed
+  search request per identifier, the result written and committed. It is generous to the
+  baseline: it reuses one native client (one token, one connection pool), where OpenSPP's
+  service builds its HTTP client per check. It runs on ``--baseline`` registrants (default: all
+  of the largest size) against the same sandbox.
+
+Prints checks/s of both, the ratio (target: ours at least 20 times the baseline) and the peak
+RSS of the Odoo workers per size (target: flat in N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+KIT_HOME = Path(os.environ.get("ODOO_KIT_HOME", "/var/tmp/spp-odoo19-kit"))
+HTTP_PORT = int(os.environ.get("HTTP_PORT", "8070"))
+ODOO_SRC = KIT_HOME / "odoo19"
+ODOO_BIN = ODOO_SRC / "odoo-bin"
+ODOO_CONF = KIT_HOME / "odoo.conf"
+DB = "bench_odoo_batch"
+OUR_SENDER_ID = "openspp.bench"
+CHECK = "spp.dci.duplication.check"
+
+sys.path.insert(0, str(ODOO_SRC))
+
+from odoo.modules.registry import Registry  # noqa: E402
+from odoo.tools import config  # noqa: E402
+from spp_dci_ibr import DCIClient, SigningKey  # noqa: E402
+from spp_dci_ibr.sandbox import IBRSandbox  # noqa: E402
+
+import odoo  # noqa: E402  (the kit's Odoo, put on the path above)
+
+
+def odoo_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(ODOO_BIN), "-c", str(ODOO_CONF), *args]
+
+
+def fresh_database(log: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ODOO_BIN), "db", "-c", str(ODOO_CONF), "drop", DB],
+        capture_output=True,
+        check=False,
+    )
+    with log.open("w") as out:
+        subprocess.run(
+            odoo_cmd("-d", DB, "-i", "spp_dci_client_ibr_queue", "--stop-after-init", "--no-http"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+
+
+def environment(cr):
+    return odoo.api.Environment(cr, odoo.SUPERUSER_ID, {"tracking_disable": True})
+
+
+def configure(registry, sandbox) -> int:
+    """Signing key, registry sender and data source, as the forms' buttons do; returns the
+    data source id (the model is the one the checks point at)."""
+    with registry.cursor() as cr:
+        env = environment(cr)
+        source_model = env[CHECK]._fields["data_source_id"].comodel_name
+        key_model = env[source_model]._fields["signing_key_id"].comodel_name
+        key = env[key_model].create(
+            {"name": "Bench key", "key_id": "bench-key", "sender_id": OUR_SENDER_ID}
+        )
+        key.action_generate_key()
+        key.action_activate()
+        sandbox.register_client_key(OUR_SENDER_ID, json.loads(key.public_jwk))
+        sender = env["spp.dci.ibr.sender"].create(
+            {
+                "name": "Sandbox IBR",
+                "sender_id": sandbox.sender_id,
+                "jwks_url": sandbox.jwks_url,
+                "allow_insecure_jwks": True,
+            }
+        )
+        sender.fetch_public_key()
+        source = env[source_model].create(
+            {
+                "name": "Sandbox IBR",
+                "code": "sandbox_bench",
+                "registry_type": "ibr",
+                "base_url": sandbox.url.rstrip("/"),
+                "auth_type": "oauth2",
+                "oauth2_token_url": sandbox.token_url,
+                "oauth2_client_id": sandbox.client_id,
+                "oauth2_client_secret": sandbox.client_secret,
+                "our_sender_id": OUR_SENDER_ID,
+                "signing_key_id": key.id,
+                "registry_sender_id": sender.id,
+                "max_retries": 1,
+            }
+        )
+        source.action_test_connection()
+        assert source.state == "active", source.last_error
+        return source.id
+
+
+def registrants(registry, sandbox, size: int, tag: str) -> list[int]:
+    """``size`` partners with one UIN each: a tenth enrolled in the sandbox, the rest not."""
+    enrolled = [value for _type, value in sandbox.sample_identifiers(status="active", n=size // 10)]
+    values = enrolled + [f"UIN-{tag}-{index:08d}" for index in range(size - len(enrolled))]
+    with registry.cursor() as cr:
+        env = environment(cr)
+        partners = env["res.partner"].create([{"name": f"Registrant {value}"} for value in values])
+        env["spp.dci.partner.identifier"].create(
+            [
+                {"partner_id": partner.id, "id_type": "UIN", "value": value}
+                for partner, value in zip(partners, values, strict=True)
+            ]
+        )
+        return partners.ids
+
+
+def vm_hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        path = task / "children"
+        if path.exists():
+            found += [int(child) for child in path.read_text().split()]
+    return found
+
+
+class OdooServer:
+    """Odoo in prefork mode with queue_job's job runner on ``root:workers``."""
+
+    def __init__(self, workers: int, log: Path):
+        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS=f"root:{workers}")
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            odoo_cmd(
+                "-d",
+                DB,
+                f"--db-filter=^{DB}$",
+                "--http-port",
+                str(HTTP_PORT),
+                "--workers",
+                str(workers),
+                "--max-cron-threads",
+                "0",
+                "--load",
+                "base,web,queue_job",
+                "--limit-time-real",
+                "3600",
+                "--limit-time-cpu",
+                "3600",
+                "--limit-memory-soft",
+                str(8 << 30),
+                "--limit-memory-hard",
+                str(16 << 30),
+                "--log-level",
+                "warn",
+            ),
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers: set[int] = set()
+
+    def sample_workers(self) -> None:
+        """Remember the HTTP workers (children of the master; the job runner is one too)."""
+        self.workers.update(children(self.proc.pid))
+
+    def peak_rss_mib(self) -> float:
+        return max((vm_hwm_kib(pid) for pid in self.workers), default=0) / 1024
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def run_batch(registry, source_id: int, partner_ids: list[int], server: OdooServer):
+    """The wizard's button on these registrants, then wait until every check is done."""
+    with registry.cursor() as cr:
+        env = environment(cr)
+        wizard = env["spp.dci.ibr.batch.check.wizard"].create(
+            {"data_source_id": source_id, "partner_ids": [(6, 0, partner_ids)]}
+        )
+        message = wizard.action_run()["params"]["message"]
+    while True:
+        time.sleep(0.2)
+        server.sample_workers()
+        with registry.cursor() as cr:
+            cr.execute(
+                "SELECT state, count(*) FROM spp_dci_duplication_check "
+                "WHERE partner_id = ANY(%s) GROUP BY state",
+                [partner_ids],
+            )
+            states = dict(cr.fetchall())
+        if states.get("completed", 0) + states.get("failed", 0) >= len(partner_ids):
+            return states, message
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the Odoo server stopped; see {server.log.name}")
+
+
+def run_ours(
+    registry, source_id: int, partner_ids: list[int], warm_ids: list[int], workers: int, logs: Path
+):
+    server = OdooServer(workers, logs / f"bench-server-{len(partner_ids)}.log")
+    try:
+        # Steady state, as in production: the job runner listening, the workers up, each
+        # with its client (token, keys) built, before the timed batch.
+        time.sleep(5)
+        run_batch(registry, source_id, warm_ids, server)
+        start = time.perf_counter()
+        states, message = run_batch(registry, source_id, partner_ids, server)
+        elapsed = time.perf_counter() - start
+        server.sample_workers()
+        return elapsed, states, server.peak_rss_mib(), message
+    finally:
+        server.stop()
+
+
+def run_openspp_style(registry, source_id: int, partner_ids: list[int]):
+    """OpenSPP's path: per check a record, one synchronous request per identifier, a commit."""
+    with registry.cursor() as cr:
+        env = environment(cr)
+        source = env[env[CHECK]._fields["data_source_id"].comodel_name].browse(source_id)
+        client = DCIClient(
+            **dict(
+                source._spp_client_config(),
+                signing_key=SigningKey.from_pem(source.signing_key_id.private_key),
+            )
+        )
+    results = {}
+    start = time.perf_counter()
+    for partner_id in partner_ids:
+        with registry.cursor() as cr:
+            env = environment(cr)
+            partner = env["res.partner"].browse(partner_id)
+            pairs = partner._spp_dci_ibr_partner_pairs()
+            check = env[CHECK].create(
+                {
+                    "partner_id": partner_id,
+                    "data_source_id": source_id,
+                    "identifier_type": pairs[0][0],
+                    "identifier_value": pairs[0][1],
+                    "mode": "sync",
+                }
+            )
+            matched = False
+            for id_type, id_value in pairs:
+                answer = client.search_by_id(id_type, id_value, transaction_id=str(uuid.uuid4()))
+                matched = matched or bool(answer["records"])
+            result = "confirmed_match" if matched else "no_match"
+            check.write({"state": "completed", "result": result, "is_duplicate": matched})
+            results[result] = results.get(result, 0) + 1
+    return time.perf_counter() - start, results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", default="1000,10000", help="batch sizes (registrants)")
+    parser.add_argument("--workers", type=int, default=2, help="Odoo workers = queue_job channels")
+    parser.add_argument(
+        "--baseline", type=int, default=0, help="registrants for the baseline (0: largest size)"
+    )
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    logs = KIT_HOME / "logs"
+    logs.mkdir(exist_ok=True)
+
+    print(f"fresh database {DB} (log {logs}/bench-install.log)", flush=True)
+    fresh_database(logs / "bench-install.log")
+    config.parse_config(["-c", str(ODOO_CONF), "-d", DB, "--no-http"])
+    registry = Registry(DB)
+
+    with IBRSandbox(synthetic=max(sizes) + 100, seed=3, max_batch_items=5000) as sandbox:
+        source_id = configure(registry, sandbox)
+        ours = {}
+        for size in sizes:
+            partner_ids = registrants(registry, sandbox, size, f"ours{size}")
+            warm_ids = registrants(registry, sandbox, 4 * args.workers, f"warm{size}")
+            elapsed, states, rss, message = run_ours(
+                registry, source_id, partner_ids, warm_ids, args.workers, logs
+            )
+            ours[size] = (elapsed, rss)
+            print(
+                f"ours      N={size:>6}: {elapsed:8.2f} s  {size / elapsed:9.1f} checks/s  "
+                f"peak worker RSS {rss:7.1f} MiB  {states}  ({message})",
+                flush=True,
+            )
+        baseline_n = args.baseline or max(sizes)
+        partner_ids = registrants(registry, sandbox, baseline_n, "openspp")
+        elapsed, results = run_openspp_style(registry, source_id, partner_ids)
+        baseline_rate = baseline_n / elapsed
+        print(
+            f"OpenSPP   N={baseline_n:>6}: {elapsed:8.2f} s  {baseline_rate:9.1f} checks/s  "
+            f"(one process, one sync request per identifier)  {results}",
+            flush=True,
+        )
+    largest = max(sizes)
+    rate = largest / ours[largest][0]
+    print(
+        f"\nratio at N={largest}: {rate / baseline_rate:.1f}x the OpenSPP-style path "
+        f"(target >= 20x), {args.workers} Odoo workers / queue_job channels"
+    )
+    print(
+        "peak worker RSS: "
+        + ", ".join(f"N={size}: {rss:.0f} MiB" for size, (_elapsed, rss) in sorted(ours.items()))
+        + " (target: flat)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
