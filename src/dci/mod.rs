@@ -16,6 +16,7 @@ pub mod keysource;
 pub mod replay;
 pub mod sandbox;
 pub mod signature;
+pub mod spec;
 pub mod strict_json;
 
 pub use error::{Error, Result};
