@@ -1161,7 +1161,7 @@ pub struct SearchReply {
 }
 
 /// The answer header says the answer is not complete (`pdng`, `rcvd`): its items decide nothing.
-fn header_pending(header: &Value) -> bool {
+pub fn header_pending(header: &Value) -> bool {
     matches!(
         header.get("status").and_then(Value::as_str),
         Some("pdng" | "rcvd")

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod callback;
 pub mod canonical;
 pub mod client;
+pub mod doctor;
 pub mod envelope;
 pub mod error;
 pub mod http;

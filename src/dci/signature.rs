@@ -505,7 +505,8 @@ pub fn explain<H: JsonView, M: JsonView>(
     let params = match parse_params(field) {
         Ok(p) => p,
         Err(detail) => {
-            out.reasons.push(format!("the signature field is malformed: {detail}"));
+            out.reasons
+                .push(format!("the signature field is malformed: {detail}"));
             return Ok(out);
         }
     };
@@ -621,10 +622,9 @@ pub fn explain<H: JsonView, M: JsonView>(
             alg.as_str(),
             key.algorithm().as_str()
         )),
-        None => out.reasons.push(format!(
-            "unsupported algorithm '{}'",
-            params.algorithm
-        )),
+        None => out
+            .reasons
+            .push(format!("unsupported algorithm '{}'", params.algorithm)),
     }
     out.key = Some(attempt);
     if out.check.outcome == Outcome::Valid {

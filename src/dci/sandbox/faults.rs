@@ -421,6 +421,8 @@ mod tests {
         assert_eq!(Faults::from_value(&f.to_value()).unwrap(), f);
         assert!((0..20).all(|i| f.decide(i).bad_token));
         // A clock skew alone is a fault too.
-        assert!(!Faults::from_value(&json!({"clock_skew_s": 5})).unwrap().is_empty());
+        assert!(!Faults::from_value(&json!({"clock_skew_s": 5}))
+            .unwrap()
+            .is_empty());
     }
 }
