@@ -470,6 +470,41 @@ pub struct Explanation {
     pub reasons: Vec<String>,
 }
 
+impl Explanation {
+    /// As JSON (`verify --explain --json`, the binding).
+    pub fn to_value(&self) -> serde_json::Value {
+        use serde_json::json;
+        let key = self.key.as_ref().map(|k| {
+            json!({
+                "kid": k.key_kid,
+                "algorithm": k.key_algorithm,
+                "chosen": k.chosen,
+                "forms": k.forms.iter().map(|f| json!({
+                    "form": f.form.as_str(),
+                    "digest": f.digest,
+                    "same_as": f.same_as.map(HeaderForm::as_str),
+                    "verified": f.verified,
+                })).collect::<Vec<_>>(),
+            })
+        });
+        json!({
+            "outcome": self.check.outcome.as_str(),
+            "valid": self.check.is_valid(),
+            "kid": self.check.kid,
+            "algorithm": self.check.algorithm,
+            "created": self.check.created,
+            "expires": self.check.expires,
+            "canonical_length": self.canonical_len,
+            "canonical_sha256": self.canonical_digest,
+            "signing_string": self.signing_string,
+            "available_kids": self.available_kids,
+            "key": key,
+            "verified_form": self.verified_form.map(HeaderForm::as_str),
+            "reasons": self.reasons,
+        })
+    }
+}
+
 /// Explains the check of `field` over `header` and `message` with `keys`: the canonical bytes'
 /// digest, the signing string, the key chosen for the kid and each normalised header form tried.
 /// The outcome is [`check`]'s; the rest only describes it, and the signature bytes are tried
