@@ -34,6 +34,7 @@ COMMANDS = (
     "batch",
     "search",
     "enrolled",
+    "doctor",
     "keygen",
     "jwk-to-pem",
     "verify",

@@ -66,6 +66,37 @@ def verify_signature(
 ) -> bool:
     """True when valid. Signature problems give False; an unreadable key raises ``KeyFormatError``."""
 
+def explain_signature(
+    signature: str,
+    header: dict[str, Any],
+    message: dict[str, Any],
+    public_key: _PublicKey,
+    *,
+    now: int | None = None,
+    max_skew: int = 60,
+    max_lifetime: int = 3600,
+) -> dict[str, Any]:
+    """How the signature was checked (``verify --explain``): ``outcome`` and ``valid`` (as
+    ``check_signature``), ``kid``, ``algorithm``, ``created``, ``expires``, ``canonical_length`` and
+    ``canonical_sha256`` of the canonical bytes, ``signing_string``, ``available_kids``, ``key``
+    (the key tried for the kid: ``kid``, ``algorithm``, ``chosen`` and each header ``forms`` tried
+    with its ``digest`` and ``verified``), ``verified_form`` and ``reasons`` (why it is not valid)."""
+
+def doctor(
+    client: DCIClient,
+    *,
+    our_jwks_url: str | None = None,
+    id_type: str | None = None,
+    id_value: str | None = None,
+) -> dict[str, Any]:
+    """Runs every first-hour step against the registry ``client`` is configured for (one signed
+    test search for ``id_type``/``id_value``, default ``UIN`` and a value nobody has) and returns
+    the report: ``ok``, ``exit_code`` (0 all passed, 1 warnings, 3 failures), ``summary`` and
+    ``steps`` (``id``, ``title``, ``status`` pass/warn/fail/skip, ``found``, ``fix``). Step ids:
+    reachable, tls, token, registry_jwks, our_key (when ``our_jwks_url`` is given), clock_skew,
+    search, answer_signature, answer_binding, answer_spec. Never contains a token or secret.
+    Releases the GIL."""
+
 def jwk_to_pem(jwk: dict[str, Any] | str) -> str:
     """A public Ed25519 or RSA JWK as SubjectPublicKeyInfo PEM; ``KeyFormatError`` otherwise
     (private members anywhere, duplicate members in JSON text, other key types)."""

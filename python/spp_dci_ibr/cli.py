@@ -1,10 +1,11 @@
 """The ``spp-dci-ibr`` command line: duplication checks, keys, signatures, the sandbox and a demo.
 
 Subcommands: ``check`` (one registrant), ``batch`` (CSV/JSONL in and out), ``search``,
-``enrolled``, ``keygen``, ``jwk-to-pem``, ``verify``, ``sandbox`` and ``demo``. Run
+``enrolled``, ``doctor`` (every first-hour step against a registry), ``keygen``, ``jwk-to-pem``,
+``verify`` (``--explain``: how), ``sandbox`` and ``demo``. Run
 ``spp-dci-ibr <command> --help`` for each one's options.
 
-Registry commands (``check``, ``batch``, ``search``, ``enrolled``) are configured by flags,
+Registry commands (``check``, ``batch``, ``search``, ``enrolled``, ``doctor``) are configured by flags,
 ``SPP_DCI_*`` environment variables or a TOML file (``--config`` / ``SPP_DCI_CONFIG``), in that
 order of precedence. Secrets (client secret, bearer token) are read from the environment, the
 config file or a file named by a flag — never from a flag itself, which any user of the machine can
@@ -19,11 +20,14 @@ with a leading apostrophe.
 Exit codes (stable; scripts may rely on them):
 
 - 0: success. ``check``: no duplicate. ``enrolled``: not enrolled. ``verify``: valid signature.
+  ``doctor``: every step passed (or did not apply).
 - 1: ``check``: a duplicate was found (confirmed or possible match). ``enrolled``: enrolled.
+  ``doctor``: a step warned, none failed.
 - 2: usage or configuration error: a bad flag or setting, an unreadable file or key.
 - 3: the check could not be decided, the registry's answer decides nothing (``enrolled``: not
   exactly yes/no), or the registry or transport failed (fail closed).
   ``batch``: at least one row failed (every row is still written to the output).
+  ``doctor``: a step failed.
 - 4: ``verify``: the signature is not valid (invalid, expired, malformed, unknown key, …).
 - 130: interrupted (Ctrl-C). 141: the output pipe was closed.
 
@@ -64,6 +68,8 @@ from ._native import (
     SigningKey,
     canonical_json,
     check_signature,
+    doctor,
+    explain_signature,
     jwk_to_pem,
 )
 from .exceptions import CanonicalJSONError, ConfigError, DCIError, KeyFormatError
@@ -1377,6 +1383,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except CanonicalJSONError as exc:
         raise CLIError(f"the envelope cannot be checked: {exc}") from None
     key = _read_text_file(args.key, "the key file")  # PEM, JWK or JWKS: read by the core
+    if args.explain:
+        return _explain(signature, header, message, key, args)
     try:
         check = check_signature(
             signature,
@@ -1415,6 +1423,98 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             parts.append(f"detail={check.detail}")
         sys.stdout.write("  ".join(parts) + "\n")
     return EXIT_OK if valid else EXIT_INVALID_SIGNATURE
+
+
+def _explain(
+    signature: str,
+    header: dict[str, Any],
+    message: dict[str, Any],
+    key: str,
+    args: argparse.Namespace,
+) -> int:
+    """``verify --explain``: how the signature was checked, by the core's ``explain_signature``."""
+    try:
+        e = explain_signature(
+            signature,
+            header,
+            message,
+            key,
+            now=args.now,
+            max_skew=args.max_skew,
+            max_lifetime=args.max_lifetime,
+        )
+    except KeyFormatError as exc:
+        raise CLIError(f"the key file {args.key}: {exc}") from None
+    if args.json:
+        _dump_json(e, sys.stdout)
+        return EXIT_OK if e["valid"] else EXIT_INVALID_SIGNATURE
+    out = [
+        f"outcome:        {e['outcome']}",
+        f"kid:            {e['kid'] or '-'}",
+        f"algorithm:      {e['algorithm'] or '-'}",
+        f"created:        {_utc(e['created'])}",
+        f"expires:        {_utc(e['expires'])}",
+        f"canonical:      {e['canonical_length']} bytes, sha256 {e['canonical_sha256']}",
+    ]
+    if e["signing_string"] is not None:
+        out.append("signing string:")
+        out.extend(f"  {line}" for line in e["signing_string"].split("\n"))
+    if e["available_kids"]:
+        out.append(f"keys in the set: {', '.join(e['available_kids'])}")
+    tried = e["key"]
+    if tried is None:
+        out.append("key tried:      none")
+    else:
+        out.append(
+            f"key tried:      {tried['kid'] or '(no kid)'} ({tried['algorithm']}): {tried['chosen']}"
+        )
+        for form in tried["forms"]:
+            if form["same_as"]:
+                verdict = f"same bytes as {form['same_as']}, not tried again"
+            else:
+                verdict = "verified" if form["verified"] else "does not verify"
+            out.append(f"  {form['form']:<20} sha256 {form['digest']}  {verdict}")
+    if e["verified_form"]:
+        out.append(f"verified with:  the header {e['verified_form']}")
+    for reason in e["reasons"]:
+        out.append(f"why not valid:  {reason}")
+    sys.stdout.write("\n".join(out) + "\n")
+    return EXIT_OK if e["valid"] else EXIT_INVALID_SIGNATURE
+
+
+# ---- commands: doctor ------------------------------------------------------------------------
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    cfg = _resolve_settings(args)
+    if not (
+        cfg.get("registry_jwks_url")
+        or cfg.get("registry_keys_file")
+        or cfg.get("accept_unverified_answers")
+    ):
+        # No registry keys is one of the doctor's findings (registry_jwks), not a usage error.
+        cfg["accept_unverified_answers"] = True
+    client = _client_from_settings(cfg, quiet=True)
+    our_jwks_url = args.our_jwks_url or os.environ.get("SPP_DCI_OUR_JWKS_URL") or None
+    id_type, id_value = args.id if args.id else (None, None)
+    report = doctor(client, our_jwks_url=our_jwks_url, id_type=id_type, id_value=id_value)
+    if args.json:
+        _dump_json(report, sys.stdout)
+    else:
+        marks = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+        out = [f"doctor: {report['base_url']}"]
+        for step in report["steps"]:
+            out.append(f"  {marks[step['status']]}  {step['id']:<17} {step['title']}")
+            out.append(f"        {_clean_text(step['found'])}")
+            if step["fix"]:
+                out.append(f"        fix: {_clean_text(step['fix'])}")
+        n = report["summary"]
+        out.append(
+            f"{n['pass']} passed, {n['warn']} warned, {n['fail']} failed, {n['skip']} skipped"
+        )
+        sys.stdout.write("\n".join(out) + "\n")
+    code: int = report["exit_code"]
+    return code
 
 
 # ---- commands: sandbox and demo --------------------------------------------------------------
@@ -1692,11 +1792,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 _EXIT_CODES = """\
 exit codes:
-  0    success; check: no duplicate; enrolled: not enrolled; verify: valid
-  1    check: duplicate found (confirmed or possible match); enrolled: enrolled
+  0    success; check: no duplicate; enrolled: not enrolled; verify: valid;
+       doctor: every step passed
+  1    check: duplicate found (confirmed or possible match); enrolled: enrolled;
+       doctor: a step warned, none failed
   2    usage or configuration error
   3    check failed or enrolled answer undecided (fail closed), or registry/transport error;
-       batch: at least one row failed
+       batch: at least one row failed; doctor: a step failed
   4    verify: signature not valid
   130  interrupted
 """
@@ -1883,7 +1985,40 @@ def _build_parser() -> argparse.ArgumentParser:
         "--max-lifetime", type=_positive_int, default=3600, help="seconds (default 3600)"
     )
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="show how: the canonical bytes' SHA-256, the signing string, the key tried for the "
+        "kid, each normalised header form tried and why none verified",
+    )
     p.set_defaults(func=_cmd_verify)
+
+    p = command(
+        "doctor",
+        "check every step of talking to a registry, and say what to change",
+        "Runs, against the configured registry, every step a first call depends on: base URL\n"
+        "reachable, TLS verified (and why not), token obtained (expiry, scope), the registry's\n"
+        "JWKS fetched, our public key published (with --our-jwks-url), clock skew, a signed test\n"
+        "search accepted, its answer signed, verified and bound to the request, and every answer\n"
+        "valid against the IBR spec. Each step says what it found and what to change; no token\n"
+        "or secret is printed. Exit 0: every step passed (or did not apply); 1: a step warned;\n"
+        "3: a step failed; 2: the configuration cannot be used.",
+    )
+    p.add_argument(
+        "--our-jwks-url",
+        metavar="URL",
+        help="where our public key (JWKS) is published for the registry: checked that it holds "
+        "our kid and key [env SPP_DCI_OUR_JWKS_URL]",
+    )
+    p.add_argument(
+        "--id",
+        type=_identifier,
+        metavar="TYPE=VALUE",
+        help="identifier of the test search (default: UIN and a value nobody has)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
+    _add_registry_options(p)
+    p.set_defaults(func=_cmd_doctor)
 
     p = command(
         "sandbox",

@@ -112,8 +112,14 @@ class IBRSandbox:
     "error_rates": {500: 0.02, 503: 0.02, 429: 0.02}, "drop_rate": 0.0, "garbage_rate": 0.0,
     "stall_rate": 0.0, "stall_ms": 0,
     "bad_signature_rate": 0.0, "wrong_reference_rate": 0.0, "duplicate_callback_rate": 0.0,
-    "callback_delay_ms": 0, "retry_after": None}``; a status may also be a top-level key
-    (``{503: 0.1}``). Faults apply to ``/registry/*`` routes only.
+    "callback_delay_ms": 0, "retry_after": None, "unsigned_rate": 0.0, "wrong_key_rate": 0.0,
+    "bad_token_rate": 0.0, "refuse_tokens": False, "clock_skew_s": 0}``; a status may also be a
+    top-level key (``{503: 0.1}``). Faults apply to ``/registry/*`` routes only, except
+    ``refuse_tokens`` (the token endpoint refuses every client) and ``clock_skew_s`` (seconds
+    added to the ``Date`` header, header timestamps and signature times of everything it sends).
+    ``unsigned_rate`` sends answers with an empty signature, ``wrong_key_rate`` signs them with a
+    key that is not in its JWKS, ``bad_token_rate`` refuses valid bearer tokens with 401 — each
+    a finding of ``spp_dci_ibr.doctor``.
 
     ``token_lifetime`` is the ``expires_in`` of issued tokens (0 issues expired tokens);
     ``max_page_size`` caps ``page_size``; ``bare_enrolled`` answers ``sync/enrolled`` and

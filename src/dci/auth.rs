@@ -57,6 +57,19 @@ pub enum Auth {
 pub const REFRESH_EARLY: Duration = Duration::from_secs(60);
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
+/// A token fetched by [`OAuth2::fetch_fresh`], with what its answer said about it.
+#[derive(Debug)]
+pub struct TokenInfo {
+    pub token: Secret,
+    /// The answer's `expires_in` (None when it gave none: read as one hour).
+    pub expires_in: Option<f64>,
+    pub lifetime: Duration,
+    /// The answer's `scope`, when it gave one.
+    pub scope: Option<String>,
+    /// The answer's `token_type`, when it gave one.
+    pub token_type: Option<String>,
+}
+
 struct CachedToken {
     token: Secret,
     expires_at: Instant,
@@ -124,7 +137,7 @@ impl OAuth2 {
             }
         }
         let (token, lifetime) = match self.fetch(http) {
-            Ok(fetched) => fetched,
+            Ok(fetched) => (fetched.token, fetched.lifetime),
             Err(e) => {
                 if cached.is_none() {
                     // Credentials that never got a token (a wrong secret) leave nothing behind.
@@ -153,7 +166,12 @@ impl OAuth2 {
         }
     }
 
-    fn fetch(&self, http: &Client) -> Result<(Secret, Duration)> {
+    /// Fetches a new token, bypassing and leaving alone the cache (`doctor`).
+    pub fn fetch_fresh(&self, http: &Client) -> Result<TokenInfo> {
+        self.fetch(http)
+    }
+
+    fn fetch(&self, http: &Client) -> Result<TokenInfo> {
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         if let Some(scope) = &self.scope {
             form.push(("scope", scope));
@@ -204,6 +222,12 @@ impl OAuth2 {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Protocol("token answer has no access_token".into()))?;
+        let text = |k: &str| {
+            json.get(k)
+                .and_then(Value::as_str)
+                .map(|s| s.chars().take(200).collect::<String>())
+        };
+        let given = !matches!(json.get("expires_in"), None | Some(Value::Null));
         let lifetime = match json.get("expires_in") {
             None | Some(Value::Null) => 3600.0,
             Some(Value::Number(n)) => n.as_str().parse::<f64>().unwrap_or(-1.0),
@@ -215,10 +239,13 @@ impl OAuth2 {
                 "token answer has an unreadable expires_in".into(),
             ));
         }
-        Ok((
-            Secret::new(token),
-            Duration::from_secs_f64(lifetime.min(365.0 * 86400.0)),
-        ))
+        Ok(TokenInfo {
+            token: Secret::new(token),
+            expires_in: given.then_some(lifetime),
+            lifetime: Duration::from_secs_f64(lifetime.min(365.0 * 86400.0)),
+            scope: text("scope"),
+            token_type: text("token_type"),
+        })
     }
 }
 

@@ -54,6 +54,22 @@ pub enum HeaderForm {
     DefaultsDropNulls,
 }
 
+impl HeaderForm {
+    pub const ALL: [HeaderForm; 3] = [
+        HeaderForm::AsReceived,
+        HeaderForm::DefaultsKeepNulls,
+        HeaderForm::DefaultsDropNulls,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeaderForm::AsReceived => "as_received",
+            HeaderForm::DefaultsKeepNulls => "defaults_keep_nulls",
+            HeaderForm::DefaultsDropNulls => "defaults_drop_nulls",
+        }
+    }
+}
+
 /// Schema defaults OpenSPP's header model fills in, as canonical JSON text.
 const HEADER_DEFAULTS: [(&str, &str); 2] =
     [("is_msg_encrypted", "false"), ("version", "\"1.0.0\"")];

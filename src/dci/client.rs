@@ -17,7 +17,7 @@ use super::envelope::{
     ResponseHeader, Signer, Status, VERSION,
 };
 use super::error::{Error, Redactor, Result};
-use super::http::{describe, read_limited, HttpSettings, LazyClient};
+use super::http::{describe, read_limited, HttpSettings, LazyClient, Secret};
 use super::keys::SigningKey;
 use super::keysource::RegistryKeys;
 use super::replay::ReplayGuard;
@@ -208,6 +208,25 @@ pub struct Sent {
     pub message_id: String,
     pub transaction_id: String,
     pub reference_ids: Vec<String>,
+}
+
+/// One request sent exactly once, as it went and came back: no retry, no token renewal
+/// (`doctor` looks at each part; [`DciClient::read_exchange`] reads it by the usual rules).
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub endpoint: Endpoint,
+    pub sent: Sent,
+    /// The request body as sent.
+    pub request: Vec<u8>,
+    pub status: u16,
+    /// The answer's HTTP `Date` header.
+    pub date: Option<String>,
+    /// Unix seconds (with fraction) when the request left and when the answer was read.
+    pub sent_at: f64,
+    pub received_at: f64,
+    pub body: Vec<u8>,
+    /// Masks our secrets (and the token sent) in the registry's text.
+    pub peer: Redactor,
 }
 
 /// An ACK (PROTOCOL §6). `rcvd` is read as ACK.
@@ -504,6 +523,83 @@ impl DciClient {
             .find(|(e, _)| *e == endpoint)
             .map(|(_, p)| p.as_str())
             .unwrap_or_else(|| endpoint.default_path())
+    }
+
+    /// The pooled HTTP client of API calls (no redirects followed).
+    pub fn http_client(&self) -> Result<reqwest::blocking::Client> {
+        self.http.get()
+    }
+
+    /// Masks our secrets in text a peer sends back.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Sends `message` to `endpoint` once with `token` (or none): no retry, no token renewal.
+    /// Transport errors are returned as they are.
+    pub fn exchange(
+        &self,
+        endpoint: Endpoint,
+        message: &Value,
+        total_count: usize,
+        mut sent: Sent,
+        token: Option<&Secret>,
+    ) -> Result<Exchange> {
+        let url = format!("{}{}", self.base_url, self.path(endpoint));
+        let what = format!("{} {}", endpoint.key(), self.path(endpoint));
+        let http = self.http.get()?;
+        let (message_id, body) = self.envelope(endpoint, message, total_count)?;
+        sent.message_id = message_id;
+        let mut peer = self.redactor.clone();
+        let mut req = http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .body(body.clone());
+        if let Some(t) = token {
+            req = req.bearer_auth(t.expose());
+            peer = peer.with_secret(t.expose());
+        }
+        let clock = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let sent_at = clock();
+        let resp = req.send().map_err(|e| describe(e, &what))?;
+        let status = resp.status().as_u16();
+        let date = resp
+            .headers()
+            .get("Date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = read_limited(resp, self.max_response_bytes, &what)?;
+        Ok(Exchange {
+            endpoint,
+            sent,
+            request: body,
+            status,
+            date,
+            sent_at,
+            received_at: clock(),
+            body: answer,
+            peer,
+        })
+    }
+
+    /// Reads an exchange's answer by the rules every call follows (verified, bound to its
+    /// request, error bodies as typed errors).
+    pub fn read_exchange(&self, ex: &Exchange) -> Result<Reply> {
+        let what = format!("{} {}", ex.endpoint.key(), self.path(ex.endpoint));
+        let (answer, verified) =
+            self.read_answer(ex.endpoint, ex.status, &ex.body, &what, &ex.peer)?;
+        self.bind(ex.endpoint, &answer, &ex.sent, &what, verified, &ex.peer)?;
+        Ok(Reply {
+            sent: ex.sent.clone(),
+            answer,
+            verified: verified.is_some(),
+            peer: ex.peer.clone(),
+        })
     }
 
     /// Fetches (or reuses) the OAuth2 token: a connection and credentials test.
@@ -896,7 +992,8 @@ impl DciClient {
         expect_ack(reply, "async search")
     }
 
-    fn search_message(
+    /// The message of a search for `criteria` (one item each) and what a reply binds to.
+    pub fn search_message(
         &self,
         criteria: Vec<Value>,
         transaction_id: Option<String>,
@@ -1064,7 +1161,7 @@ pub struct SearchReply {
 }
 
 /// The answer header says the answer is not complete (`pdng`, `rcvd`): its items decide nothing.
-fn header_pending(header: &Value) -> bool {
+pub fn header_pending(header: &Value) -> bool {
     matches!(
         header.get("status").and_then(Value::as_str),
         Some("pdng" | "rcvd")

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod callback;
 pub mod canonical;
 pub mod client;
+pub mod doctor;
 pub mod envelope;
 pub mod error;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod keysource;
 pub mod replay;
 pub mod sandbox;
 pub mod signature;
+pub mod spec;
 pub mod strict_json;
 
 pub use error::{Error, Result};

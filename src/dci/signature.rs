@@ -427,6 +427,247 @@ pub fn verify_forms<H: JsonView, M: JsonView>(
     Ok(None)
 }
 
+/// One normalised header form tried with a key ([`explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormAttempt {
+    pub form: HeaderForm,
+    /// SHA-256 (base64) of the canonical bytes of this form.
+    pub digest: String,
+    /// This form's text equals an earlier form's: not tried again.
+    pub same_as: Option<HeaderForm>,
+    pub verified: bool,
+}
+
+/// The key tried for the signature's kid, and what each form gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAttempt {
+    /// The kid of the key used (None: a key given without kid).
+    pub key_kid: Option<String>,
+    pub key_algorithm: &'static str,
+    /// Why this key: "kid matches", "only key of the set", "the one key given".
+    pub chosen: &'static str,
+    /// Empty when the key's algorithm is not the signature's (nothing can verify).
+    pub forms: Vec<FormAttempt>,
+}
+
+/// Everything [`check`] looked at, for a person: `verify --explain` and `doctor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    /// The outcome, exactly as [`check`] decides it.
+    pub check: Check,
+    /// Length and SHA-256 (base64) of the canonical bytes as received.
+    pub canonical_len: usize,
+    pub canonical_digest: String,
+    /// The signing string that a signature over the bytes as received signs.
+    pub signing_string: Option<String>,
+    /// The kids in the key set (empty for one key given).
+    pub available_kids: Vec<String>,
+    /// The key tried (None: no key for the kid).
+    pub key: Option<KeyAttempt>,
+    /// The form that verified, if one did.
+    pub verified_form: Option<HeaderForm>,
+    /// Why the signature is not valid, one line each, in the order [`check`] decides.
+    pub reasons: Vec<String>,
+}
+
+impl Explanation {
+    /// As JSON (`verify --explain --json`, the binding).
+    pub fn to_value(&self) -> serde_json::Value {
+        use serde_json::json;
+        let key = self.key.as_ref().map(|k| {
+            json!({
+                "kid": k.key_kid,
+                "algorithm": k.key_algorithm,
+                "chosen": k.chosen,
+                "forms": k.forms.iter().map(|f| json!({
+                    "form": f.form.as_str(),
+                    "digest": f.digest,
+                    "same_as": f.same_as.map(HeaderForm::as_str),
+                    "verified": f.verified,
+                })).collect::<Vec<_>>(),
+            })
+        });
+        json!({
+            "outcome": self.check.outcome.as_str(),
+            "valid": self.check.is_valid(),
+            "kid": self.check.kid,
+            "algorithm": self.check.algorithm,
+            "created": self.check.created,
+            "expires": self.check.expires,
+            "canonical_length": self.canonical_len,
+            "canonical_sha256": self.canonical_digest,
+            "signing_string": self.signing_string,
+            "available_kids": self.available_kids,
+            "key": key,
+            "verified_form": self.verified_form.map(HeaderForm::as_str),
+            "reasons": self.reasons,
+        })
+    }
+}
+
+/// Explains the check of `field` over `header` and `message` with `keys`: the canonical bytes'
+/// digest, the signing string, the key chosen for the kid and each normalised header form tried.
+/// The outcome is [`check`]'s; the rest only describes it, and the signature bytes are tried
+/// even when the parameters alone refuse it (a signature that verifies but has expired says so).
+pub fn explain<H: JsonView, M: JsonView>(
+    field: &str,
+    header: &H,
+    message: &M,
+    keys: &Keys<'_>,
+    policy: Policy,
+) -> Result<Explanation> {
+    let check = check(field, header, message, keys, policy)?;
+    let payload = canonical::signing_payload(header, message, HeaderForm::AsReceived)?;
+    let canonical_digest = digest(&payload);
+    let available_kids = match keys {
+        Keys::One(_) => vec![],
+        Keys::Set(jwks) => jwks
+            .keys
+            .iter()
+            .map(|k| k.kid.clone().unwrap_or_else(|| "(no kid)".into()))
+            .collect(),
+    };
+    let mut out = Explanation {
+        canonical_len: payload.len(),
+        signing_string: None,
+        available_kids,
+        key: None,
+        verified_form: None,
+        reasons: vec![],
+        canonical_digest,
+        check,
+    };
+    let params = match parse_params(field) {
+        Ok(p) => p,
+        Err(detail) => {
+            out.reasons
+                .push(format!("the signature field is malformed: {detail}"));
+            return Ok(out);
+        }
+    };
+    out.signing_string = Some(signing_string(
+        params.created,
+        params.expires,
+        &out.canonical_digest,
+    ));
+    if let Err(r) = params.precheck(header_sender(header)?.as_deref(), policy) {
+        let why = match r.outcome {
+            Outcome::NotYetValid => format!(
+                "created {} is {} s after our clock ({}), beyond the {} s allowed: a clock is off",
+                params.created,
+                params.created - policy.now,
+                policy.now,
+                policy.max_skew
+            ),
+            Outcome::Expired => format!(
+                "expired at {}, {} s before our clock ({}): an old answer, or a clock is off",
+                params.expires,
+                policy.now - params.expires,
+                policy.now
+            ),
+            Outcome::LifetimeTooLong => format!(
+                "lifetime {} s is longer than the {} s accepted",
+                params.expires - params.created,
+                policy.max_lifetime
+            ),
+            other => format!(
+                "{}: {}",
+                other.as_str(),
+                r.detail.as_deref().unwrap_or("refused by its parameters")
+            ),
+        };
+        out.reasons.push(why);
+    }
+    let kid = params.kid.as_deref();
+    let chosen = match keys {
+        Keys::One(k) => Some((None, *k, "the one key given")),
+        Keys::Set(jwks) => match kid.and_then(|k| jwks.get(k)) {
+            Some(j) => Some((j.kid.clone(), &j.key, "kid matches")),
+            None if jwks.keys.len() == 1 => {
+                let j = &jwks.keys[0];
+                Some((j.kid.clone(), &j.key, "only key of the set"))
+            }
+            None => None,
+        },
+    };
+    let Some((key_kid, key, chosen)) = chosen else {
+        out.reasons.push(format!(
+            "no key for kid {}: the set holds {}",
+            kid.unwrap_or("(none)"),
+            if out.available_kids.is_empty() {
+                "no keys".to_owned()
+            } else {
+                out.available_kids.join(", ")
+            }
+        ));
+        return Ok(out);
+    };
+    if chosen == "only key of the set" {
+        out.reasons.push(format!(
+            "kid {} is not in the set; its only key ({}) was tried",
+            kid.unwrap_or("(none)"),
+            key_kid.as_deref().unwrap_or("no kid")
+        ));
+    }
+    let mut attempt = KeyAttempt {
+        key_kid,
+        key_algorithm: key.algorithm().as_str(),
+        chosen,
+        forms: vec![],
+    };
+    match Algorithm::parse(&params.algorithm) {
+        Some(alg) if alg == key.algorithm() => {
+            let mut texts: Vec<(HeaderForm, String)> = vec![];
+            for form in HeaderForm::ALL {
+                let text = canonical::signing_payload(header, message, form)?;
+                let d = digest(&text);
+                if let Some((earlier, _)) = texts.iter().find(|(_, t)| *t == text) {
+                    attempt.forms.push(FormAttempt {
+                        form,
+                        digest: d,
+                        same_as: Some(*earlier),
+                        verified: false,
+                    });
+                    continue;
+                }
+                let signed = signing_string(params.created, params.expires, &d);
+                let verified = key.verify(signed.as_bytes(), &params.signature);
+                attempt.forms.push(FormAttempt {
+                    form,
+                    digest: d,
+                    same_as: None,
+                    verified,
+                });
+                texts.push((form, text));
+                if verified {
+                    out.verified_form = Some(form);
+                    break;
+                }
+            }
+            if out.verified_form.is_none() {
+                out.reasons.push(
+                    "the signature does not verify with this key over any normalised header form \
+                     (the bytes signed differ from these, or another key signed them)"
+                        .to_owned(),
+                );
+            }
+        }
+        Some(alg) => out.reasons.push(format!(
+            "the signature says {} but the key is {}: it cannot verify",
+            alg.as_str(),
+            key.algorithm().as_str()
+        )),
+        None => out
+            .reasons
+            .push(format!("unsupported algorithm '{}'", params.algorithm)),
+    }
+    out.key = Some(attempt);
+    if out.check.outcome == Outcome::Valid {
+        out.reasons.clear();
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 mod callback;
 mod client;
+mod doctor;
 mod error;
 mod gil;
 mod ibr;
@@ -20,6 +21,8 @@ mod _native {
     };
     #[pymodule_export]
     use super::client::PyDciClient;
+    #[pymodule_export]
+    use super::doctor::{doctor, explain_signature};
     #[pymodule_export]
     use super::ibr::{
         PyBeneficiary, PyCheckIterator, PyDuplicationResult, PyIbrService, PyOutcome,

@@ -68,6 +68,20 @@ pub struct Faults {
     pub callback_delay_ms: u64,
     /// `Retry-After` seconds sent with injected 429 and 503 answers.
     pub retry_after: Option<u64>,
+    /// Probability that a signed answer or callback goes out with an empty signature.
+    pub unsigned_rate: f64,
+    /// Probability that a signed answer or callback is signed by a key that is not in the
+    /// sandbox's JWKS (under a kid that is not there either: a registry that rotated its key
+    /// without publishing the new one).
+    pub wrong_key_rate: f64,
+    /// Probability that a registry route refuses a valid bearer token (401, as for an expired
+    /// or revoked one).
+    pub bad_token_rate: f64,
+    /// The token endpoint refuses every client (401 `invalid_client`).
+    pub refuse_tokens: bool,
+    /// Seconds added to the sandbox's clock in what it sends: the `Date` header, header
+    /// timestamps and signatures' `created`/`expires` (negative: behind).
+    pub clock_skew_s: i64,
 }
 
 /// What happens to one request before it is handled.
@@ -91,6 +105,9 @@ pub struct Decision {
     pub bad_signature: bool,
     pub wrong_reference: bool,
     pub duplicate_callback: bool,
+    pub unsigned: bool,
+    pub wrong_key: bool,
+    pub bad_token: bool,
 }
 
 impl Decision {
@@ -100,10 +117,13 @@ impl Decision {
         bad_signature: false,
         wrong_reference: false,
         duplicate_callback: false,
+        unsigned: false,
+        wrong_key: false,
+        bad_token: false,
     };
 }
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 18] = [
     "seed",
     "stall_rate",
     "stall_ms",
@@ -117,6 +137,11 @@ const KEYS: [&str; 13] = [
     "duplicate_callback_rate",
     "callback_delay_ms",
     "retry_after",
+    "unsigned_rate",
+    "wrong_key_rate",
+    "bad_token_rate",
+    "refuse_tokens",
+    "clock_skew_s",
 ];
 
 fn config(msg: impl Into<String>) -> Error {
@@ -194,6 +219,20 @@ impl Faults {
                 "bad_signature_rate" => f.bad_signature_rate = rate(key, v)?,
                 "wrong_reference_rate" => f.wrong_reference_rate = rate(key, v)?,
                 "duplicate_callback_rate" => f.duplicate_callback_rate = rate(key, v)?,
+                "unsigned_rate" => f.unsigned_rate = rate(key, v)?,
+                "wrong_key_rate" => f.wrong_key_rate = rate(key, v)?,
+                "bad_token_rate" => f.bad_token_rate = rate(key, v)?,
+                "refuse_tokens" => {
+                    f.refuse_tokens = v
+                        .as_bool()
+                        .ok_or_else(|| config("'refuse_tokens' must be true or false"))?
+                }
+                "clock_skew_s" => {
+                    f.clock_skew_s = v
+                        .as_i64()
+                        .filter(|s| s.abs() <= 10 * 365 * 86400)
+                        .ok_or_else(|| config("'clock_skew_s' must be whole seconds (±10 years)"))?
+                }
                 "error_rates" => {
                     let Some(rates) = v.as_object() else {
                         return Err(config("'error_rates' must map HTTP statuses to rates"));
@@ -243,6 +282,11 @@ impl Faults {
             "duplicate_callback_rate": self.duplicate_callback_rate,
             "callback_delay_ms": self.callback_delay_ms,
             "retry_after": self.retry_after,
+            "unsigned_rate": self.unsigned_rate,
+            "wrong_key_rate": self.wrong_key_rate,
+            "bad_token_rate": self.bad_token_rate,
+            "refuse_tokens": self.refuse_tokens,
+            "clock_skew_s": self.clock_skew_s,
         })
     }
 
@@ -285,12 +329,19 @@ impl Faults {
         let wrong_reference = rng.next_f64() < self.wrong_reference_rate;
         let duplicate_callback = rng.next_f64() < self.duplicate_callback_rate;
         let stall = if stalled(&mut rng) { self.stall_ms } else { 0 };
+        // Drawn after the others for the same reason.
+        let unsigned = rng.next_f64() < self.unsigned_rate;
+        let wrong_key = rng.next_f64() < self.wrong_key_rate;
+        let bad_token = rng.next_f64() < self.bad_token_rate;
         Decision {
             latency_ms: self.latency_ms + jitter + stall,
             injected,
             bad_signature,
             wrong_reference,
             duplicate_callback,
+            unsigned,
+            wrong_key,
+            bad_token,
         }
     }
 }
@@ -354,5 +405,24 @@ mod tests {
         }
         let f = Faults::from_value(&json!({"500": 0.25, "seed": 3})).unwrap();
         assert_eq!(Faults::from_value(&f.to_value()).unwrap(), f);
+        for bad in [
+            json!({"unsigned_rate": 2}),
+            json!({"refuse_tokens": 1}),
+            json!({"clock_skew_s": 1.5}),
+        ] {
+            assert!(Faults::from_value(&bad).is_err(), "{bad}");
+        }
+        let f = Faults::from_value(&json!({
+            "unsigned_rate": 0.5, "wrong_key_rate": 0.25, "bad_token_rate": 1,
+            "refuse_tokens": true, "clock_skew_s": -300,
+        }))
+        .unwrap();
+        assert!(!f.is_empty());
+        assert_eq!(Faults::from_value(&f.to_value()).unwrap(), f);
+        assert!((0..20).all(|i| f.decide(i).bad_token));
+        // A clock skew alone is a fault too.
+        assert!(!Faults::from_value(&json!({"clock_skew_s": 5}))
+            .unwrap()
+            .is_empty());
     }
 }

@@ -648,14 +648,14 @@ fn write_response(
     connection: Option<&str>,
     with_body: bool,
 ) -> io::Result<()> {
-    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
     let mut out = Vec::with_capacity(256 + body.len());
-    write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nDate: {date}\r\nContent-Length: {}\r\n",
-        reason(status),
-        body.len()
-    )?;
+    write!(out, "HTTP/1.1 {status} {}\r\n", reason(status))?;
+    // The caller's Date, when it gives one (a skewed clock), else now.
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("date")) {
+        let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
+        write!(out, "Date: {date}\r\n")?;
+    }
+    write!(out, "Content-Length: {}\r\n", body.len())?;
     if let Some(c) = connection {
         write!(out, "Connection: {c}\r\n")?;
     }

@@ -31,7 +31,8 @@ pub mod faults;
 mod http1;
 pub mod query;
 mod server;
-pub mod spec;
+/// The spec validator lives in the core ([`crate::dci::spec`]); re-exported for the sandbox's users.
+pub use crate::dci::spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -202,7 +203,8 @@ pub struct Stats {
     /// beyond the 512th).
     pub responses: BTreeMap<u16, u64>,
     /// Injected faults by kind: `latency`, `drop`, `garbage`, `status_<code>`,
-    /// `bad_signature`, `wrong_reference`, `duplicate_callback`, `late_callback`.
+    /// `bad_signature`, `unsigned`, `wrong_key`, `bad_token`, `refuse_tokens`,
+    /// `wrong_reference`, `duplicate_callback`, `late_callback`.
     pub faults: BTreeMap<String, u64>,
     /// Search items answered (sync and async).
     pub search_items: u64,

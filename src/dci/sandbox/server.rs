@@ -243,6 +243,8 @@ pub(super) struct Shared {
     pub cfg: SandboxConfig,
     pub prefix: String,
     pub signer: Signer,
+    /// A key that is not in `jwks` (the `wrong_key_rate` fault signs with it).
+    unpublished: Signer,
     pub jwks: Value,
     pub client_id: String,
     pub client_secret: String,
@@ -287,6 +289,11 @@ impl Shared {
         };
         let signer = Signer::new(key.clone(), &cfg.sender_id, &cfg.key_id)?;
         let jwks = json!({"keys": [to_jwk(&key.verifying_key(), Some(&signer.kid()))]});
+        let unpublished = Signer::new(
+            Arc::new(SigningKey::generate(Algorithm::Ed25519, 0)?),
+            &cfg.sender_id,
+            &format!("{}-unpublished", cfg.key_id),
+        )?;
         let client_id = cfg
             .client_id
             .clone()
@@ -296,6 +303,7 @@ impl Shared {
             prefix: normalise_prefix(&cfg.prefix),
             faults: RwLock::new(cfg.faults.clone()),
             signer,
+            unpublished,
             jwks,
             client_id,
             client_secret,
@@ -360,6 +368,14 @@ impl Shared {
         self.fault_seq.store(0, Ordering::SeqCst);
     }
 
+    /// Seconds the sandbox's clock is off in what it sends (the `clock_skew_s` fault).
+    pub fn clock_skew(&self) -> i64 {
+        self.faults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clock_skew_s
+    }
+
     fn decide(&self) -> (Decision, u64) {
         let f = self.faults.read().unwrap_or_else(|p| p.into_inner());
         let seq = self.fault_seq.fetch_add(1, Ordering::SeqCst);
@@ -400,16 +416,45 @@ impl Shared {
         bad_signature: bool,
         records: &[Arc<str>],
     ) -> Result<(String, String)> {
+        let faults = Decision {
+            bad_signature,
+            ..Decision::NONE
+        };
+        self.signed_with_faults(header, message, &faults, records)
+    }
+
+    /// [`Shared::signed`] with the signing faults of `d` (bad signature, unsigned, wrong key)
+    /// and the clock skew applied.
+    fn signed_with_faults(
+        &self,
+        header: &Value,
+        message: &Value,
+        d: &Decision,
+        records: &[Arc<str>],
+    ) -> Result<(String, String)> {
+        let skew = self.clock_skew();
+        let now = now_unix() + skew;
+        let mut shifted;
+        let header = if skew != 0 && header.get("message_ts").is_some() {
+            shifted = header.clone();
+            shifted["message_ts"] = timestamp(now).into();
+            &shifted
+        } else {
+            header
+        };
         let mut payload = canonical::signing_payload(&header, &message, HeaderForm::AsReceived)?;
         if !records.is_empty() {
             payload = splice(&payload, &self.marker, records);
         }
-        let signature = if bad_signature {
+        let signature = if d.unsigned {
+            String::new()
+        } else if d.wrong_key {
+            self.unpublished.sign_payload(&payload, now)?
+        } else if d.bad_signature {
             // Signs other bytes: the answer is intact but its signature does not verify.
-            self.signer
-                .sign_payload(&format!("{payload} "), now_unix())?
+            self.signer.sign_payload(&format!("{payload} "), now)?
         } else {
-            self.signer.sign_payload(&payload, now_unix())?
+            self.signer.sign_payload(&payload, now)?
         };
         Ok((
             payload.clone(),
@@ -475,8 +520,13 @@ fn send(sh: &Shared, rq: &mut Request<'_>, reply: Reply) {
         Reply::Json {
             status,
             body,
-            headers,
+            mut headers,
         } => {
+            let skew = sh.clock_skew();
+            if skew != 0 {
+                let date = chrono::Utc::now() + chrono::TimeDelta::seconds(skew);
+                headers.push(("Date", date.format("%a, %d %b %Y %H:%M:%S GMT").to_string()));
+            }
             let headers: Vec<(&str, &str)> = std::iter::once(JSON)
                 .chain(headers.iter().map(|(n, v)| (*n, v.as_str())))
                 .collect();
@@ -650,6 +700,12 @@ fn token(sh: &Shared, authorization: Option<&str>, query: &str, body: &[u8]) -> 
             "only grant_type=client_credentials is supported",
         );
     }
+    if sh.faults().refuse_tokens {
+        sh.count_fault("refuse_tokens");
+        sh.count(|s| s.auth_failures += 1);
+        return oauth_error(401, "invalid_client", "client authentication failed")
+            .with_header("WWW-Authenticate", "Basic realm=\"ibr-sandbox\"".into());
+    }
     let basic = authorization.and_then(|a| {
         let (scheme, rest) = a.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -740,7 +796,11 @@ fn registry(
             let (scheme, rest) = a.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-        let ok = token.is_some_and(|t| lock(&sh.tokens).valid(t));
+        let mut ok = token.is_some_and(|t| lock(&sh.tokens).valid(t));
+        if ok && decision.bad_token {
+            sh.count_fault("bad_token");
+            ok = false;
+        }
         if !ok {
             sh.count(|s| s.auth_failures += 1);
             let why = if token.is_none() {
@@ -1000,11 +1060,17 @@ impl Ctx<'_> {
             receiver_id: self.sender_id,
         }
         .to_value();
-        if self.decision.bad_signature {
-            self.sh.count_fault("bad_signature");
+        for (on, kind) in [
+            (self.decision.bad_signature, "bad_signature"),
+            (self.decision.unsigned, "unsigned"),
+            (self.decision.wrong_key, "wrong_key"),
+        ] {
+            if on {
+                self.sh.count_fault(kind);
+            }
         }
         self.sh
-            .signed(&header, message, self.decision.bad_signature, records)
+            .signed_with_faults(&header, message, &self.decision, records)
     }
 
     fn remember(

@@ -1,6 +1,6 @@
 //! The IBR OpenAPI document (spec/ibr_api_v1.0.0.yaml) as a validator of bodies: what the
-//! sandbox checks every request against in strict mode, and what tests check the sandbox's
-//! answers and callbacks against.
+//! sandbox checks every request against in strict mode, what `doctor` checks a real registry's
+//! answers against, and what tests check the sandbox's answers and callbacks against.
 //!
 //! Why a validator of our own rather than the `jsonschema` crate: the document uses twelve JSON
 //! Schema keywords (`$ref`, `type`, `properties`, `required`, `items`, `enum`, `allOf`, `anyOf`,
@@ -29,7 +29,7 @@ use regex_lite::Regex;
 use serde_json::{json, Value};
 
 /// The spec, as JSON.
-const DOCUMENT: &str = include_str!("../../../spec/ibr_api_v1.0.0.json");
+const DOCUMENT: &str = include_str!("../../spec/ibr_api_v1.0.0.json");
 
 /// Schema nesting (through `$ref`s and combinators) beyond which validation gives up.
 const MAX_SCHEMA_DEPTH: usize = 128;
