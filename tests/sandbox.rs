@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use spp_dci_ibr::dci::envelope::{self, request_header, ResponseHeader, Signer, Status};
 use spp_dci_ibr::dci::jwk::{to_jwk, Jwk, Jwks};
 use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
-use spp_dci_ibr::dci::sandbox::spec::spec;
-use spp_dci_ibr::dci::sandbox::{
+use spp_dci_ibr::sandbox::spec::spec;
+use spp_dci_ibr::sandbox::{
     DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig,
 };
 use spp_dci_ibr::dci::signature::{check, Keys, Outcome, Policy};
@@ -966,7 +966,7 @@ fn without_auth_and_signatures_an_unsigned_request_is_answered() {
 }
 
 /// What a sequence of requests met, for the determinism check.
-fn fault_trace(seed: u64) -> (Vec<String>, spp_dci_ibr::dci::sandbox::Stats) {
+fn fault_trace(seed: u64) -> (Vec<String>, spp_dci_ibr::sandbox::Stats) {
     let cfg = SandboxConfig {
         faults: Faults::from_value(&json!({
         "seed": seed, "error_rates": {"500": 0.1, "503": 0.1, "429": 0.1},

@@ -2,7 +2,7 @@
 //! registry side of the DCI IBR API, for tests, demos and benchmarks.
 //!
 //! ```no_run
-//! use spp_dci_ibr::dci::sandbox::{Sandbox, SandboxConfig};
+//! use spp_dci_ibr::sandbox::{Sandbox, SandboxConfig};
 //! let sandbox = Sandbox::start(SandboxConfig::default()).unwrap();
 //! println!("registry at {}, token at {}", sandbox.url(), sandbox.token_url());
 //! ```

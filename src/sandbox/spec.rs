@@ -29,7 +29,7 @@ use regex_lite::Regex;
 use serde_json::{json, Value};
 
 /// The spec, as JSON.
-const DOCUMENT: &str = include_str!("../../../spec/ibr_api_v1.0.0.json");
+const DOCUMENT: &str = include_str!("../../spec/ibr_api_v1.0.0.json");
 
 /// Schema nesting (through `$ref`s and combinators) beyond which validation gives up.
 const MAX_SCHEMA_DEPTH: usize = 128;
