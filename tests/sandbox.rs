@@ -10,11 +10,9 @@ use serde_json::{json, Value};
 use spp_dci_ibr::dci::envelope::{self, request_header, ResponseHeader, Signer, Status};
 use spp_dci_ibr::dci::jwk::{to_jwk, Jwk, Jwks};
 use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
-use spp_dci_ibr::sandbox::spec::spec;
-use spp_dci_ibr::sandbox::{
-    DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig,
-};
 use spp_dci_ibr::dci::signature::{check, Keys, Outcome, Policy};
+use spp_dci_ibr::sandbox::spec::spec;
+use spp_dci_ibr::sandbox::{DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig};
 
 /// The body as JSON (reqwest's `json` feature is not enabled in this crate).
 trait JsonBody {

@@ -214,8 +214,8 @@ impl Jwks {
                 body.len()
             )));
         }
-        let value =
-            strict_json::parse(body, strict_json::MAX_DEPTH).map_err(|e| invalid(format!("JWKS is not JSON: {e}")))?;
+        let value = strict_json::parse(body, strict_json::MAX_DEPTH)
+            .map_err(|e| invalid(format!("JWKS is not JSON: {e}")))?;
         Self::from_value(&value)
     }
 
