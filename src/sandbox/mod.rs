@@ -22,7 +22,8 @@
 //! place, what is wrong, and the status reason code where the spec has one), so that every test
 //! that talks to the sandbox checks conformance for free.
 //!
-//! Each connection has its own thread (`http1.rs`), which handles its requests one after the
+//! Each connection has its own thread (`http1.rs`; heads parsed by `httparse`, the rest of the
+//! framing in `wire.rs`), which handles its requests one after the
 //! other; the server threads never call back into the embedding program (nor into Python).
 
 mod callbacks;
@@ -32,6 +33,8 @@ mod http1;
 pub mod query;
 mod server;
 pub mod spec;
+#[doc(hidden)]
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
