@@ -62,7 +62,7 @@ bench: wheel
 # Each target runs briefly from its seeds (fuzz/seeds/<target>, committed, never written to);
 # what it learns goes to fuzz/corpus/<target> (ignored by git). Every target runs; any crash fails
 # the run and leaves its input in fuzz/artifacts/<target>/.
-FUZZ_TARGETS   := envelope_canonical signature_params jwk responses pem_keys callback
+FUZZ_TARGETS   := envelope_canonical signature_params jwk responses pem_keys callback http1_framing
 FUZZ_TOOLCHAIN ?= $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 FUZZ_CARGO     := $(if $(FUZZ_TOOLCHAIN),cargo $(FUZZ_TOOLCHAIN),RUSTC_BOOTSTRAP=1 cargo)
 FUZZ_ARGS      ?= -runs=50000 -max_total_time=30 -timeout=10 -max_len=8192

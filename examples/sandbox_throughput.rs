@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use spp_dci_ibr::dci::envelope::{self, request_header, Signer};
 use spp_dci_ibr::dci::jwk::{Jwk, Jwks};
 use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
-use spp_dci_ibr::dci::sandbox::{DatasetSource, Sandbox, SandboxConfig};
 use spp_dci_ibr::dci::signature::{check, Keys, Policy};
+use spp_dci_ibr::sandbox::{DatasetSource, Sandbox, SandboxConfig};
 
 /// The body as JSON (reqwest's `json` feature is not enabled in this crate).
 trait JsonBody {

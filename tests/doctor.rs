@@ -15,7 +15,7 @@ use spp_dci_ibr::dci::http::{HttpSettings, Secret};
 use spp_dci_ibr::dci::jwk::{to_jwk, Jwk};
 use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
 use spp_dci_ibr::dci::keysource::{jwks_http, RegistryKeys};
-use spp_dci_ibr::dci::sandbox::{Faults, Sandbox, SandboxConfig};
+use spp_dci_ibr::sandbox::{Faults, Sandbox, SandboxConfig};
 
 const SP: &str = "doctor.sp.local";
 const KEY_ID: &str = "doctor-key-1";

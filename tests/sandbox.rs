@@ -10,11 +10,9 @@ use serde_json::{json, Value};
 use spp_dci_ibr::dci::envelope::{self, request_header, ResponseHeader, Signer, Status};
 use spp_dci_ibr::dci::jwk::{to_jwk, Jwk, Jwks};
 use spp_dci_ibr::dci::keys::{Algorithm, SigningKey};
-use spp_dci_ibr::dci::sandbox::spec::spec;
-use spp_dci_ibr::dci::sandbox::{
-    DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig,
-};
 use spp_dci_ibr::dci::signature::{check, Keys, Outcome, Policy};
+use spp_dci_ibr::sandbox::spec::spec;
+use spp_dci_ibr::sandbox::{DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig};
 
 /// The body as JSON (reqwest's `json` feature is not enabled in this crate).
 trait JsonBody {
@@ -966,7 +964,7 @@ fn without_auth_and_signatures_an_unsigned_request_is_answered() {
 }
 
 /// What a sequence of requests met, for the determinism check.
-fn fault_trace(seed: u64) -> (Vec<String>, spp_dci_ibr::dci::sandbox::Stats) {
+fn fault_trace(seed: u64) -> (Vec<String>, spp_dci_ibr::sandbox::Stats) {
     let cfg = SandboxConfig {
         faults: Faults::from_value(&json!({
         "seed": seed, "error_rates": {"500": 0.1, "503": 0.1, "429": 0.1},
@@ -1808,4 +1806,83 @@ fn one_callback_url_takes_every_callback_or_each_goes_to_its_route() {
             "no notify after unsubscribe"
         );
     }
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_refused_as_smuggling() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    for framing in [
+        "Transfer-Encoding: chunked\r\nContent-Length: 5",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+    ] {
+        let mut c = Raw::open(sb.port());
+        // Read by Content-Length, the body would end after "0\r\n\r\n"; read chunked, a second
+        // request would follow: neither reading is taken.
+        let answer = c.exchange(&format!(
+            "POST /oauth2/client/token HTTP/1.1\r\n{framing}\r\n\r\n0\r\n\r\n{GET_JWKS}"
+        ));
+        assert_eq!(
+            (answer.status, answer.header("connection")),
+            (400, Some("close"))
+        );
+        assert_eq!(answer.error_code(), "err.request.bad");
+        assert!(c.is_closed());
+    }
+}
+
+#[test]
+fn malformed_heads_and_bad_chunk_sizes_are_refused() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    for head in [
+        "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        "GET /a b HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nA: x\r\n folded\r\n\r\n",
+    ] {
+        let mut c = Raw::open(sb.port());
+        let answer = c.exchange(head);
+        assert_eq!(
+            (answer.status, answer.header("connection")),
+            (400, Some("close")),
+            "{head:?}"
+        );
+        assert!(c.is_closed());
+    }
+    let mut c = Raw::open(sb.port());
+    assert_eq!(c.exchange("GET / HTTP/2.0\r\n\r\n").status, 505);
+    let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
+    let mut c = Raw::open(sb.port());
+    assert_eq!(
+        c.exchange(&format!(
+            "GET /.well-known/jwks.json HTTP/1.1\r\n{many}\r\n"
+        ))
+        .status,
+        431
+    );
+    for chunks in ["zz\r\nab\r\n0\r\n\r\n", "\r\n", "10000000000000000\r\n"] {
+        let mut c = Raw::open(sb.port());
+        let answer = c.exchange(&format!(
+            "POST /oauth2/client/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}"
+        ));
+        assert_eq!(
+            (answer.status, answer.header("connection")),
+            (400, Some("close")),
+            "{chunks:?}"
+        );
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let mut c = Raw::open(sb.port());
+    c.send(
+        format!(
+            "{GET_JWKS}GET /nowhere HTTP/1.1\r\n\r\nPOST /oauth2/client/token HTTP/1.1\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\n\r\n\
+             grant_type=x&a{GET_JWKS}"
+        )
+        .as_bytes(),
+    );
+    let statuses: Vec<u16> = (0..4).map(|_| c.answer().unwrap().status).collect();
+    assert_eq!(statuses, [200, 404, 400, 200]);
 }

@@ -1,6 +1,6 @@
 """The IBR OpenAPI spec (spec/ibr_api_v1.0.0.yaml) as JSON Schema validators, for the tests.
 
-An oracle independent of the sandbox's own validator (src/dci/sandbox/spec.rs): the YAML itself,
+An oracle independent of the sandbox's own validator (src/sandbox/spec.rs): the YAML itself,
 read with PyYAML, checked by Python's ``jsonschema`` (draft 4, the base of OpenAPI 3.0 schema
 objects: siblings of ``$ref`` are ignored) with the ``date-time`` and ``uri`` format checkers of
 ``rfc3339-validator`` and ``rfc3986-validator`` and an ``int32`` checker of ours.

@@ -1254,8 +1254,8 @@ def os_threads() -> int:
 
 def test_construction_is_cheap_and_opens_no_connection(key: dci.SigningKey) -> None:
     with DCIServer() as s:
+        # How cheap it is, in time, is measured in bench/bench_construction.py.
         threads_before = os_threads() if sys.platform == "linux" else 0
-        start = time.monotonic()
         clients = [
             dci.DCIClient(
                 base_url=s.base_url,
@@ -1271,9 +1271,7 @@ def test_construction_is_cheap_and_opens_no_connection(key: dci.SigningKey) -> N
             )
             for i in range(100)
         ]
-        elapsed = time.monotonic() - start
         assert len(clients) == 100
-        assert elapsed < 1.0, f"100 clients took {elapsed:.2f} s"
         assert s.connections == 0
         assert s.received() == []
         if sys.platform == "linux":

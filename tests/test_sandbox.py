@@ -523,8 +523,6 @@ def test_error_style_detail() -> None:
 
 
 def test_client_is_configured_for_the_sandbox(sandbox: IBRSandbox) -> None:
-    if not hasattr(dci, "DCIClient"):
-        pytest.skip("spp_dci_ibr.DCIClient is not in this build yet")
     client = sandbox.client(max_retries=0)
     (id_type, value) = sandbox.sample_identifiers("active")[0]
     found = client.search_by_id(id_type, value)

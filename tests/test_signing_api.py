@@ -703,9 +703,6 @@ def test_builtin_bases() -> None:
     assert exceptions.RegistryError("nack", code="rjct.reference_id.invalid").code == (
         "rjct.reference_id.invalid"
     )
-    assert exceptions.CheckFailedError("failed", result={"state": "failed"}).result == {
-        "state": "failed"
-    }
 
 
 def test_native_errors_are_the_python_classes() -> None:

@@ -12,7 +12,6 @@ __all__ = [
     "AuthError",
     "CanonicalJSONError",
     "CapacityError",
-    "CheckFailedError",
     "ConfigError",
     "DCIError",
     "DCITimeoutError",
@@ -111,13 +110,3 @@ class UndecidedError(DCIError):
     """A readable answer that does not decide the question: a search item that is pending,
     missing, answered twice or of an unreadable shape; an enrolled status other than exactly
     ``yes``/``no``. Never to be read as "nothing found" or "not enrolled"."""
-
-
-class CheckFailedError(DCIError):
-    """A duplication check could not be decided; ``result`` holds the failed result and reasons."""
-
-    result: object
-
-    def __init__(self, message: str, result: object = None) -> None:
-        super().__init__(message)
-        self.result = result

@@ -1,6 +1,5 @@
-//! The protocol core: canonical JSON, signatures, keys, envelopes, the replay guard and the
-//! embedded IBR sandbox.
-//! Nothing here knows about Python.
+//! The protocol core: canonical JSON, signatures, keys, envelopes, the replay guard, the client.
+//! Nothing here knows about Python, nor about the sandbox (`crate::sandbox`), which uses it.
 
 pub mod auth;
 pub mod callback;
@@ -15,7 +14,6 @@ pub mod jwk;
 pub mod keys;
 pub mod keysource;
 pub mod replay;
-pub mod sandbox;
 pub mod signature;
 pub mod spec;
 pub mod strict_json;

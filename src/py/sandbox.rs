@@ -12,7 +12,7 @@ use super::gil::blocking;
 use super::json::{to_python, to_value};
 use super::signing::{PublicKeyArg, PySigningKey};
 use crate::dci::jwk::{Jwk, PublicKeys};
-use crate::dci::sandbox::{DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig};
+use crate::sandbox::{DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig};
 
 /// A dict whose keys may be ints (HTTP statuses) as JSON with string keys, one level deep for
 /// `error_rates`.

@@ -632,36 +632,21 @@ fn process(sh: &Shared, rq: &mut Request<'_>, route: Route, query: &str) -> Repl
 // OAuth2 client credentials
 // ----------------------------------------------------------------------------------------------
 
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// An `application/x-www-form-urlencoded` text (`form_urlencoded`); a repeated name keeps its
+/// last value.
+fn form(text: &str) -> HashMap<String, String> {
+    form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect()
 }
 
-fn form(text: &str) -> HashMap<String, String> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+/// One form-encoded component (a Basic client id or secret, RFC 6749 §2.3.1).
+fn form_component(s: &str) -> String {
+    let pair = format!("={}", s.replace('&', "%26"));
+    form_urlencoded::parse(pair.as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 fn same(a: &str, b: &str) -> bool {
@@ -713,7 +698,7 @@ fn token(sh: &Shared, authorization: Option<&str>, query: &str, body: &[u8]) -> 
         }
         let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
         let (id, secret) = decoded.split_once(':')?;
-        Some((percent_decode(id), percent_decode(secret)))
+        Some((form_component(id), form_component(secret)))
     });
     let (id, secret) = match basic {
         Some(pair) => pair,
@@ -2056,6 +2041,8 @@ mod tests {
         assert_eq!(f["client_id"], "a+b");
         assert_eq!(f["client_secret"], "x y=");
         assert_eq!(f["bad"], "%zz");
+        assert_eq!(form_component("a%2Bb+c&d=e"), "a+b c&d=e");
+        assert_eq!(form_component(""), "");
         assert!(json_depth_exceeds(b"[[[[1]]]]", 3));
         assert!(!json_depth_exceeds(br#"{"a":"[[[[[[["}"#, 3));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::wire;
+
 /// Open connections at most (each has a thread).
 const MAX_CONNECTIONS: usize = 512;
 /// Request line plus headers (and, apart, chunked trailers), bytes; more is answered 431.
@@ -32,8 +34,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// before the client has read the answer.
 const LINGER_BYTES: u64 = 4 << 20;
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
-/// A chunk-size line, bytes.
-const MAX_CHUNK_LINE: usize = 1024;
 
 type Handler = dyn Fn(&mut Request<'_>) + Send + Sync;
 
@@ -248,14 +248,14 @@ fn linger(conn: BufReader<TcpStream>) {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     /// Neither `Content-Length` nor `Transfer-Encoding`: no body (RFC 9112 §6.3).
     Missing,
     Length(u64),
     Chunked,
 }
 
-struct Head {
+pub(super) struct Head {
     method: String,
     url: String,
     headers: Vec<(String, String)>,
@@ -266,102 +266,84 @@ struct Head {
     expect_continue: bool,
 }
 
-enum HeadError {
+pub(super) enum HeadError {
     /// Closed by the client, idle too long, or a read error: nothing to answer.
     Closed,
     /// Answer this status and close.
     Refused(u16, &'static str),
 }
 
-enum ReadError {
-    Closed,
-    TooLong,
-}
+/// Header fields in a request head, at most; more is answered 431.
+const MAX_HEADERS: usize = 128;
 
-/// Reads one line (CRLF or LF, removed) into `line`, using up `budget` bytes.
-fn read_line(
-    r: &mut impl BufRead,
-    budget: &mut usize,
-    line: &mut Vec<u8>,
-) -> Result<(), ReadError> {
-    line.clear();
-    let n = r
-        .by_ref()
-        .take(*budget as u64)
-        .read_until(b'\n', line)
-        .map_err(|_| ReadError::Closed)?;
-    *budget -= n;
-    if line.last() != Some(&b'\n') {
-        return Err(if n > 0 && *budget == 0 {
-            ReadError::TooLong
-        } else {
-            ReadError::Closed
-        });
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(())
-}
-
-/// RFC 9110 `tchar`: what a method or a header name is made of.
+/// RFC 9110 `tchar`: what a header name is made of.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Reads one request head off the connection and parses it (`httparse`). The head is read line
+/// by line up to its empty line, so nothing of the body or of a pipelined request is consumed.
 fn read_head(r: &mut impl BufRead) -> Result<Head, HeadError> {
-    let mut budget = MAX_HEAD_BYTES;
-    let mut line = Vec::with_capacity(256);
-    let mut next = |line: &mut Vec<u8>| match read_line(r, &mut budget, line) {
-        Ok(()) => Ok(()),
-        Err(ReadError::Closed) => Err(HeadError::Closed),
-        Err(ReadError::TooLong) => Err(HeadError::Refused(431, "request head too large")),
-    };
+    let mut raw = Vec::with_capacity(512);
+    match wire::read_head_bytes(r, MAX_HEAD_BYTES, &mut raw) {
+        Ok(()) => parse_head(&raw),
+        Err(wire::LineError::Closed) => Err(HeadError::Closed),
+        Err(wire::LineError::TooLong) => Err(HeadError::Refused(431, "request head too large")),
+    }
+}
+
+/// Parses a whole request head (request line, header fields, empty line) with `httparse` and
+/// decides the framing of its body (RFC 9112 §6).
+pub(super) fn parse_head(raw: &[u8]) -> Result<Head, HeadError> {
     let bad = |why| HeadError::Refused(400, why);
-    // Empty lines before a request are ignored (RFC 9112 §2.2).
-    while line.is_empty() {
-        next(&mut line)?;
-    }
-    let request_line = std::str::from_utf8(&line).map_err(|_| bad("malformed request line"))?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(url), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("malformed request line"));
-    };
-    if !is_token(method) || url.is_empty() {
-        return Err(bad("malformed request line"));
-    }
-    let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        v if v.starts_with("HTTP/") => {
-            return Err(HeadError::Refused(505, "only HTTP/1.1 and HTTP/1.0"))
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(bad("malformed request head")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Refused(431, "too many header fields"))
         }
-        _ => return Err(bad("malformed request line")),
+        Err(httparse::Error::Version) => {
+            // A well-formed request line of another HTTP version is 505, anything else 400.
+            let line = raw
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .find(|l| !l.is_empty())
+                .unwrap_or_default();
+            let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            return Err(match parts.as_slice() {
+                [_, _, v] if v.starts_with(b"HTTP/") => {
+                    HeadError::Refused(505, "only HTTP/1.1 and HTTP/1.0")
+                }
+                _ => bad("malformed request line"),
+            });
+        }
+        Err(httparse::Error::Token) => return Err(bad("malformed request line")),
+        Err(_) => return Err(bad("malformed header")),
+    }
+    let (Some(method), Some(url), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(bad("malformed request line"));
     };
+    if url.is_empty() {
+        return Err(bad("malformed request line"));
+    }
+    let http10 = version == 0;
     let (method, url) = (method.to_owned(), url.to_owned());
-    let mut headers = Vec::new();
-    loop {
-        next(&mut line)?;
-        if line.is_empty() {
-            break;
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            return Err(bad("obsolete line folding"));
-        }
-        let text = String::from_utf8_lossy(&line);
-        let Some((name, value)) = text.split_once(':') else {
-            return Err(bad("malformed header"));
-        };
-        if !is_token(name) {
-            return Err(bad("malformed header"));
-        }
-        headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
-    }
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| {
+            let value = String::from_utf8_lossy(h.value);
+            (
+                h.name.to_owned(),
+                value.trim_matches([' ', '\t']).to_owned(),
+            )
+        })
+        .collect();
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let tokens = |name: &str| -> Vec<String> {
         headers
             .iter()
@@ -371,35 +353,34 @@ fn read_head(r: &mut impl BufRead) -> Result<Head, HeadError> {
             .filter(|t| !t.is_empty())
             .collect()
     };
-    let codings = tokens("transfer-encoding");
-    let lengths = tokens("content-length");
     let connection = tokens("connection");
-    let mut keep_alive = if http10 {
+    let keep_alive = if http10 {
         connection.iter().any(|t| t == "keep-alive") && !connection.iter().any(|t| t == "close")
     } else {
         !connection.iter().any(|t| t == "close")
     };
-    let framing = if !codings.is_empty() {
-        // With both, Transfer-Encoding wins and the connection is not reused (RFC 9112 §6.1).
-        if !lengths.is_empty() {
-            keep_alive = false;
-        }
-        match codings.as_slice() {
+    let framing = match (has("transfer-encoding"), has("content-length")) {
+        // Two framings that a proxy in front may read differently: the way to smuggle a
+        // request (RFC 9112 §6.1 lets a server refuse it).
+        (true, true) => return Err(bad("both Content-Length and Transfer-Encoding")),
+        (true, false) => match tokens("transfer-encoding").as_slice() {
             [only] if only == "chunked" => Framing::Chunked,
             [.., last] if last == "chunked" => {
                 return Err(HeadError::Refused(501, "only the chunked transfer coding"))
             }
             _ => return Err(bad("the last transfer coding must be chunked")),
+        },
+        (false, true) => {
+            let lengths = tokens("content-length");
+            let valid = |t: &String| t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit());
+            match lengths.first() {
+                Some(first) if lengths.iter().all(|t| valid(t) && t == first) => {
+                    Framing::Length(first.parse().map_err(|_| bad("invalid Content-Length"))?)
+                }
+                _ => return Err(bad("invalid Content-Length")),
+            }
         }
-    } else if let Some(first) = lengths.first() {
-        let valid =
-            |t: &String| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit());
-        if !lengths.iter().all(|t| valid(t) && t == first) {
-            return Err(bad("invalid Content-Length"));
-        }
-        Framing::Length(first.parse().map_err(|_| bad("invalid Content-Length"))?)
-    } else {
-        Framing::Missing
+        (false, false) => Framing::Missing,
     };
     let expect_continue = !http10 && tokens("expect").iter().any(|t| t == "100-continue");
     Ok(Head {
@@ -570,42 +551,10 @@ impl Request<'_> {
 }
 
 fn read_chunked(r: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        let mut budget = MAX_CHUNK_LINE;
-        read_line(r, &mut budget, &mut line).map_err(|_| BodyError::Io)?;
-        // `size[;extension…]`
-        let end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
-        let size = std::str::from_utf8(&line[..end])
-            .ok()
-            .map(|s| s.trim_matches([' ', '\t']))
-            .filter(|s| !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|s| u64::from_str_radix(s, 16).ok())
-            .ok_or(BodyError::Io)?;
-        if size == 0 {
-            break;
-        }
-        if body.len() as u64 + size > limit as u64 {
-            return Err(BodyError::TooLarge);
-        }
-        let start = body.len();
-        body.resize(start + size as usize, 0);
-        r.read_exact(&mut body[start..])
-            .map_err(|_| BodyError::Io)?;
-        read_line(r, &mut 2, &mut line).map_err(|_| BodyError::Io)?;
-        if !line.is_empty() {
-            return Err(BodyError::Io);
-        }
-    }
-    // Trailer fields, ignored.
-    let mut budget = MAX_HEAD_BYTES;
-    loop {
-        read_line(r, &mut budget, &mut line).map_err(|_| BodyError::Io)?;
-        if line.is_empty() {
-            return Ok(body);
-        }
-    }
+    wire::read_chunked(r, limit, MAX_HEAD_BYTES).map_err(|e| match e {
+        wire::ChunkError::TooLarge => BodyError::TooLarge,
+        wire::ChunkError::Malformed => BodyError::Io,
+    })
 }
 
 fn reason(status: u16) -> &'static str {
@@ -704,15 +653,25 @@ mod tests {
                 .unwrap()
                 .keep_alive
         );
-        let h = head("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
-        let h = h.unwrap();
-        assert!(h.framing == Framing::Chunked && !h.keep_alive);
+        let h = head("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        assert!(h.framing == Framing::Chunked && h.keep_alive);
+        assert!(head("POST / HTTP/1.1\nContent-Length: 0\n\n").is_ok());
         assert_eq!(
             head("POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n").err(),
             Some(400)
         );
         assert_eq!(
+            head("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+                .unwrap()
+                .framing,
+            Framing::Length(3)
+        );
+        assert_eq!(
             head("POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n").err(),
+            Some(400)
+        );
+        assert_eq!(
+            head("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n").err(),
             Some(400)
         );
         assert_eq!(
@@ -723,36 +682,76 @@ mod tests {
             head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").err(),
             Some(400)
         );
+        assert_eq!(
+            head("POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n").err(),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_refused() {
+        // Request smuggling: whichever framing a proxy in front chose, the other is refused.
+        for text in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: 0\r\ntransfer-encoding: identity\r\n\r\n",
+            "POST / HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(head(text).err(), Some(400), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
         assert_eq!(head("GET / HTTP/2.0\r\n\r\n").err(), Some(505));
-        assert_eq!(head("GET /\r\n\r\n").err(), Some(400));
-        assert_eq!(
-            head("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n").err(),
-            Some(400)
-        );
-        assert_eq!(
-            head("GET / HTTP/1.1\r\nA: x\r\n folded\r\n\r\n").err(),
-            Some(400)
-        );
+        assert_eq!(head("GET / HTTP/1.2\r\n\r\n").err(), Some(505));
+        for text in [
+            "GET /\r\n\r\n",
+            "GET / FTP/1.1\r\n\r\n",
+            "GET  / HTTP/1.1\r\n\r\n",
+            "G(T / HTTP/1.1\r\n\r\n",
+            "GET /a b HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1 extra\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nNo colon\r\n\r\n",
+            "GET / HTTP/1.1\r\n: no name\r\n\r\n",
+            "GET / HTTP/1.1\r\nA: x\r\n folded\r\n\r\n",
+            "GET / HTTP/1.1\r\nA: x\u{1}y\r\n\r\n",
+            "GET / HTTP/1.1\rA: b\r\n\r\n",
+        ] {
+            assert_eq!(head(text).err(), Some(400), "{text:?}");
+        }
         assert_eq!(head("GET / HTTP/1.1\r\nHost: x\r\n").err(), Some(0));
         assert_eq!(head("").err(), Some(0));
+    }
+
+    #[test]
+    fn oversized_heads_are_refused() {
         let big = format!(
             "GET / HTTP/1.1\r\nX: {}\r\n\r\n",
             "a".repeat(MAX_HEAD_BYTES)
         );
         assert_eq!(head(&big).err(), Some(431));
+        let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(head(&long_line).err(), Some(431));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            head(&format!("GET / HTTP/1.1\r\n{many}\r\n")).err(),
+            Some(431)
+        );
+        let enough: String = (0..MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert!(head(&format!("GET / HTTP/1.1\r\n{enough}\r\n")).is_ok());
     }
 
     #[test]
-    fn chunked_bodies() {
-        let body = |text: &str, limit| read_chunked(&mut text.as_bytes(), limit);
-        assert_eq!(
-            body("5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nTrailer: x\r\n\r\n", 100).unwrap(),
-            b"hello!"
-        );
-        assert_eq!(body("0\r\n\r\n", 0).unwrap(), b"");
-        assert_eq!(body("5\r\nhello\r\n0\r\n\r\n", 4), Err(BodyError::TooLarge));
-        assert_eq!(body("5\r\nhelloX\r\n0\r\n\r\n", 100), Err(BodyError::Io));
-        assert_eq!(body("zz\r\n", 100), Err(BodyError::Io));
-        assert_eq!(body("5\r\nhel", 100), Err(BodyError::Io));
+    fn pipelined_heads_are_read_one_at_a_time() {
+        let text = "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /c HTTP/1.1\r\n\r\n";
+        let mut r = text.as_bytes();
+        assert_eq!(read_head(&mut r).ok().unwrap().url, "/a");
+        let h = read_head(&mut r).ok().unwrap();
+        assert_eq!((h.url.as_str(), h.framing), ("/b", Framing::Length(2)));
+        assert_eq!(&r[..2], b"{}");
+        r = &r[2..];
+        assert_eq!(read_head(&mut r).ok().unwrap().url, "/c");
     }
 }

@@ -2,7 +2,7 @@
 //! registry side of the DCI IBR API, for tests, demos and benchmarks.
 //!
 //! ```no_run
-//! use spp_dci_ibr::dci::sandbox::{Sandbox, SandboxConfig};
+//! use spp_dci_ibr::sandbox::{Sandbox, SandboxConfig};
 //! let sandbox = Sandbox::start(SandboxConfig::default()).unwrap();
 //! println!("registry at {}, token at {}", sandbox.url(), sandbox.token_url());
 //! ```
@@ -22,7 +22,8 @@
 //! place, what is wrong, and the status reason code where the spec has one), so that every test
 //! that talks to the sandbox checks conformance for free.
 //!
-//! Each connection has its own thread (`http1.rs`), which handles its requests one after the
+//! Each connection has its own thread (`http1.rs`; heads parsed by `httparse`, the rest of the
+//! framing in `wire.rs`), which handles its requests one after the
 //! other; the server threads never call back into the embedding program (nor into Python).
 
 mod callbacks;
@@ -33,6 +34,8 @@ pub mod query;
 mod server;
 /// The spec validator lives in the core ([`crate::dci::spec`]); re-exported for the sandbox's users.
 pub use crate::dci::spec;
+#[doc(hidden)]
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
