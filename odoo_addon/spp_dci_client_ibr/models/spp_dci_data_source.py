@@ -32,6 +32,13 @@ PATH_FIELDS = {
 }
 
 
+CALLBACK_URI_HELP = (
+    "Sent as sender_uri of asynchronous requests: the endpoint's universal "
+    "callback route https://<odoo>/dci_ibr/registry/callback, which takes every callback "
+    "action (on-search, on-subscribe, notify, txn/on-status) of the registry"
+)
+
+
 def data_source_model(env):
     """The data-source model our checks use: ``spp.dci.ibr.data.source`` in plain Odoo,
     OpenSPP's ``spp.dci.data.source`` when the bridge ``spp_dci_client_ibr_openspp`` is
@@ -325,9 +332,7 @@ class SppDciIbrDataSource(models.Model):
     our_sender_id = fields.Char(string="Our Sender ID")
     our_callback_uri = fields.Char(
         string="Callback URI",
-        help="Sent as sender_uri of asynchronous requests: the endpoint's universal "
-        "callback route https://<odoo>/dci_ibr/registry/callback, which takes every callback "
-        "action (on-search, on-subscribe, notify, txn/on-status) of the registry",
+        help=CALLBACK_URI_HELP,
     )
     receiver_id = fields.Char(string="Receiver ID")
     search_endpoint = fields.Char(default="/registry/sync/search")
