@@ -1,4 +1,5 @@
-"""Shared by the doctor tests: a loopback HTTP server that publishes a JWKS (our public key)."""
+"""Shared by the doctor tests: the steps a report lists, in order, and a loopback HTTP server
+that publishes a JWKS (our public key)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# Every report lists these steps, in this order.
+STEP_IDS = (
+    "reachable",
+    "tls",
+    "token",
+    "registry_jwks",
+    "our_key",
+    "clock_skew",
+    "search",
+    "answer_signature",
+    "answer_binding",
+    "answer_spec",
+)
 
 
 @contextmanager

@@ -12,25 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from doctor_support import published_jwks
+from doctor_support import STEP_IDS, published_jwks
 from spp_dci_ibr import SigningKey
 from spp_dci_ibr.cli import main
 from spp_dci_ibr.sandbox import IBRSandbox
 
 SENDER = "cli.doctor.test"
 KEY_ID = "k1"
-STEP_IDS = (
-    "reachable",
-    "tls",
-    "token",
-    "registry_jwks",
-    "our_key",
-    "clock_skew",
-    "search",
-    "answer_signature",
-    "answer_binding",
-    "answer_spec",
-)
 
 
 @pytest.fixture(autouse=True)

@@ -5,11 +5,9 @@ use pyo3::prelude::*;
 use super::client::PyDciClient;
 use super::gil::blocking;
 use super::json::{to_python, with_json};
-use super::signing::PublicKeyArg;
+use super::signing::check_inputs;
 use crate::dci::doctor as dci_doctor;
-use crate::dci::envelope::now_unix;
-use crate::dci::jwk::PublicKeys;
-use crate::dci::signature::{self, Keys, Policy};
+use crate::dci::signature;
 
 /// Runs every first-hour step against the registry `client` is configured for; the report as a
 /// dict (`ok`, `exit_code`, `summary`, `steps`: id, title, status, found, fix).
@@ -47,18 +45,9 @@ pub fn explain_signature<'py>(
     max_skew: i64,
     max_lifetime: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let keys: PublicKeyArg = public_key.extract()?;
-    let policy = Policy {
-        now: now.unwrap_or_else(now_unix),
-        max_skew,
-        max_lifetime,
-    };
-    let keys = match &keys.0 {
-        PublicKeys::One(k) => Keys::One(&k.key),
-        PublicKeys::Set(s) => Keys::Set(s),
-    };
+    let (keys, policy) = check_inputs(public_key, now, max_skew, max_lifetime)?;
     let explained = with_json([header, message], |[h, m]| {
-        signature::explain(signature, &h, &m, &keys, policy)
+        signature::explain(signature, &h, &m, &keys.keys(), policy)
     })?;
     to_python(py, &explained.to_value())
 }

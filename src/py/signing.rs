@@ -234,7 +234,7 @@ impl<'py> FromPyObject<'py> for PublicKeyArg {
 }
 
 impl PublicKeyArg {
-    fn keys(&self) -> Keys<'_> {
+    pub(crate) fn keys(&self) -> Keys<'_> {
         match &self.0 {
             PublicKeys::One(k) => Keys::One(&k.key),
             PublicKeys::Set(s) => Keys::Set(s),
@@ -360,6 +360,21 @@ pub fn sign_envelope(
     }?)
 }
 
+/// The keys and time policy of a signature check, from the Python arguments.
+pub(crate) fn check_inputs(
+    public_key: &Bound<'_, PyAny>,
+    now: Option<i64>,
+    max_skew: i64,
+    max_lifetime: i64,
+) -> PyResult<(PublicKeyArg, Policy)> {
+    let policy = Policy {
+        now: now.unwrap_or_else(now_unix),
+        max_skew,
+        max_lifetime,
+    };
+    Ok((public_key.extract()?, policy))
+}
+
 fn run_check(
     signature_field: &str,
     header: &Bound<'_, PyAny>,
@@ -369,12 +384,7 @@ fn run_check(
     max_skew: i64,
     max_lifetime: i64,
 ) -> PyResult<Check> {
-    let keys: PublicKeyArg = public_key.extract()?;
-    let policy = Policy {
-        now: now.unwrap_or_else(now_unix),
-        max_skew,
-        max_lifetime,
-    };
+    let (keys, policy) = check_inputs(public_key, now, max_skew, max_lifetime)?;
     Ok(with_json([header, message], |[h, m]| {
         signature::check(signature_field, &h, &m, &keys.keys(), policy)
     })?)

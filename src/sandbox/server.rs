@@ -1133,6 +1133,35 @@ impl Ctx<'_> {
     }
 
     /// Queues a callback answering this request (to its sender).
+    /// An async call's answers: remembered for txn status, sent to `url` as the `action`
+    /// callback under `response_key`; the caller gets the ACK.
+    fn answer_async(
+        &self,
+        mut answers: Vec<Value>,
+        response_key: &str,
+        kind: &'static str,
+        url: String,
+        action: &'static str,
+        total: usize,
+    ) -> Result<Reply> {
+        self.scramble_references(&mut answers);
+        let correlation_id = new_id();
+        let message = json!({
+            "transaction_id": self.transaction_id(),
+            "correlation_id": correlation_id,
+            response_key: answers,
+        });
+        let payload = canonical::value_to_string(&json!({"message": message}))?;
+        self.remember(
+            kind,
+            &correlation_id,
+            reference_list(&answers),
+            Some(payload),
+        );
+        self.queue_callback(url, action, total, message);
+        Ok(self.ack(&correlation_id))
+    }
+
     fn queue_callback(&self, url: String, action: &'static str, total: usize, message: Value) {
         self.queue_callback_to(url, self.sender_id, action, total, message);
     }
@@ -1437,27 +1466,19 @@ fn async_search(ctx: &Ctx<'_>) -> Result<Reply> {
             ),
         ));
     }
-    let (mut answers, records) = search_items(ctx.sh, items, &mut RecordsOut::Inline);
+    let (answers, records) = search_items(ctx.sh, items, &mut RecordsOut::Inline);
     ctx.sh.count(|s| {
         s.search_items += items.len() as u64;
         s.records_returned += records as u64;
     });
-    ctx.scramble_references(&mut answers);
-    let correlation_id = new_id();
-    let message = json!({
-        "transaction_id": ctx.transaction_id(),
-        "correlation_id": correlation_id,
-        "search_response": answers,
-    });
-    let payload = canonical::value_to_string(&json!({"message": message}))?;
-    ctx.remember(
+    ctx.answer_async(
+        answers,
+        "search_response",
         "search",
-        &correlation_id,
-        reference_list(&answers),
-        Some(payload),
-    );
-    ctx.queue_callback(url, "on-search", items.len(), message);
-    Ok(ctx.ack(&correlation_id))
+        url,
+        "on-search",
+        items.len(),
+    )
 }
 
 fn subscribe(ctx: &Ctx<'_>) -> Result<Reply> {
@@ -1584,22 +1605,14 @@ fn subscribe(ctx: &Ctx<'_>) -> Result<Reply> {
         }));
     }
     drop(ds);
-    ctx.scramble_references(&mut answers);
-    let correlation_id = new_id();
-    let message = json!({
-        "transaction_id": ctx.transaction_id(),
-        "correlation_id": correlation_id,
-        "subscribe_response": answers,
-    });
-    let payload = canonical::value_to_string(&json!({"message": message}))?;
-    ctx.remember(
+    ctx.answer_async(
+        answers,
+        "subscribe_response",
         "subscribe",
-        &correlation_id,
-        reference_list(&answers),
-        Some(payload),
-    );
-    ctx.queue_callback(url, "on-subscribe", items.len(), message);
-    Ok(ctx.ack(&correlation_id))
+        url,
+        "on-subscribe",
+        items.len(),
+    )
 }
 
 fn unsubscribe(ctx: &Ctx<'_>) -> Result<Reply> {
