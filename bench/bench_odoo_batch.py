@@ -20,10 +20,13 @@ What it does, on a fresh database ``bench_odoo_batch`` (dropped first) with
   server-wide and its job runner on ``root:W`` channels, runs the batch wizard
   ("Check IBR duplicates") on the N registrants, and times from the wizard's button until every
   check is completed (after a warm-up batch of a few registrants: the job runner listening, each
-  worker with its client built, as in production). The wizard cuts the batch into chunks (system parameter
-  ``spp_dci_client_ibr.batch_chunk_size``, default 500), each chunk a queue job that calls the
-  native ``check_many`` (``batch_size`` identifiers per envelope, ``batch_concurrency`` in
-  flight). Peak RSS: the high-water mark (``VmHWM``) of each Odoo worker process when the batch
+  worker with its client built, as in production). The wizard reads which registrants have an
+  identifier and cuts them into chunks (``--chunk-size``, the system parameter
+  ``spp_dci_client_ibr.batch_chunk_size``, default 500), each a queue job that asks the registry
+  with the native ``check_many`` (``batch_size`` identifiers per envelope, ``batch_concurrency``
+  in flight) and then creates its checks with their results. Also printed: how long the wizard
+  took (the user's wait) and the CPU time of the Odoo workers, PostgreSQL and this process
+  (the sandbox) during the batch. Peak RSS: the high-water mark (``VmHWM``) of each Odoo worker process when the batch
   is done, the largest reported;
 * **OpenSPP-style** (the baseline, written here): the path of OpenSPP's IBR service, one check
   after the other in one Odoo process, each check a record created, one synchronous signed
@@ -90,11 +93,12 @@ def environment(cr):
     return odoo.api.Environment(cr, odoo.SUPERUSER_ID, {"tracking_disable": True})
 
 
-def configure(registry, sandbox) -> int:
-    """Signing key, registry sender and data source, as the forms' buttons do; returns the
-    data source id (the model is the one the checks point at)."""
+def configure(registry, sandbox, chunk_size: int) -> int:
+    """Signing key, registry sender and data source, as the forms' buttons do, and the batch
+    chunk size; returns the data source id (the model is the one the checks point at)."""
     with registry.cursor() as cr:
         env = environment(cr)
+        env["ir.config_parameter"].set_param("spp_dci_client_ibr.batch_chunk_size", chunk_size)
         source_model = env[CHECK]._fields["data_source_id"].comodel_name
         key_model = env[source_model]._fields["signing_key_id"].comodel_name
         key = env[key_model].create(
@@ -168,6 +172,30 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU time of these processes (and their reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def postgres_pids() -> list[int]:
+    found = []
+    for path in Path("/proc").iterdir():
+        try:
+            if path.name.isdigit() and (path / "comm").read_text().startswith("postgres"):
+                found.append(int(path.name))
+        except OSError:
+            continue
+    return found
+
+
 class OdooServer:
     """Odoo in prefork mode with queue_job's job runner on ``root:workers``."""
 
@@ -222,13 +250,16 @@ class OdooServer:
 
 
 def run_batch(registry, source_id: int, partner_ids: list[int], server: OdooServer):
-    """The wizard's button on these registrants, then wait until every check is done."""
+    """The wizard's button on these registrants, then wait until every check is done.
+    Returns the states, the wizard's message and how long the user waited for the wizard."""
+    start = time.perf_counter()
     with registry.cursor() as cr:
         env = environment(cr)
         wizard = env["spp.dci.ibr.batch.check.wizard"].create(
             {"data_source_id": source_id, "partner_ids": [(6, 0, partner_ids)]}
         )
         message = wizard.action_run()["params"]["message"]
+    waited = time.perf_counter() - start
     while True:
         time.sleep(0.2)
         server.sample_workers()
@@ -240,7 +271,7 @@ def run_batch(registry, source_id: int, partner_ids: list[int], server: OdooServ
             )
             states = dict(cr.fetchall())
         if states.get("completed", 0) + states.get("failed", 0) >= len(partner_ids):
-            return states, message
+            return states, message, waited
         if server.proc.poll() is not None:
             raise RuntimeError(f"the Odoo server stopped; see {server.log.name}")
 
@@ -254,11 +285,27 @@ def run_ours(
         # with its client (token, keys) built, before the timed batch.
         time.sleep(5)
         run_batch(registry, source_id, warm_ids, server)
+        server.sample_workers()
+        cpu_before = (
+            cpu_seconds(server.workers),
+            sum(os.times()[:2]),
+            cpu_seconds(postgres_pids()),
+        )
         start = time.perf_counter()
-        states, message = run_batch(registry, source_id, partner_ids, server)
+        states, message, waited = run_batch(registry, source_id, partner_ids, server)
         elapsed = time.perf_counter() - start
         server.sample_workers()
-        return elapsed, states, server.peak_rss_mib(), message
+        cpu_after = (cpu_seconds(server.workers), sum(os.times()[:2]), cpu_seconds(postgres_pids()))
+        odoo_cpu, own_cpu, pg_cpu = (
+            after - before for after, before in zip(cpu_after, cpu_before, strict=True)
+        )
+        return (
+            elapsed,
+            states,
+            server.peak_rss_mib(),
+            f"{message} The wizard took {waited:.2f} s. CPU: Odoo workers {odoo_cpu:.1f} s, "
+            f"PostgreSQL {pg_cpu:.1f} s, this process (sandbox, wizard) {own_cpu:.1f} s",
+        )
     finally:
         server.stop()
 
@@ -305,6 +352,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000", help="batch sizes (registrants)")
     parser.add_argument("--workers", type=int, default=2, help="Odoo workers = queue_job channels")
     parser.add_argument(
+        "--chunk-size", type=int, default=500, help="registrants per queue job (the default)"
+    )
+    parser.add_argument(
         "--baseline", type=int, default=0, help="registrants for the baseline (0: largest size)"
     )
     args = parser.parse_args()
@@ -318,7 +368,7 @@ def main() -> int:
     registry = Registry(DB)
 
     with IBRSandbox(synthetic=max(sizes) + 100, seed=3, max_batch_items=5000) as sandbox:
-        source_id = configure(registry, sandbox)
+        source_id = configure(registry, sandbox, args.chunk_size)
         ours = {}
         for size in sizes:
             partner_ids = registrants(registry, sandbox, size, f"ours{size}")

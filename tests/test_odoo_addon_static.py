@@ -237,7 +237,6 @@ def test_layout():
     for path in (
         "__init__.py",
         "dependencies.py",
-        "services.py",
         "models/__init__.py",
         "routers/__init__.py",
         "tests/__init__.py",
@@ -662,7 +661,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "spp_dci_ibr"
 RECEIVERS = {
     "client": "DCIClient",
     "service": "IBRService",
-    "self.native": "IBRService",
     "IBRService": "IBRService",
     "JWKS": "JWKS",
     "jwks": "JWKS",

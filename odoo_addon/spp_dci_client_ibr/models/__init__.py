@@ -7,6 +7,7 @@ from . import (
     spp_dci_data_source,
     spp_dci_duplication_check,
     spp_dci_ibr_sender,
+    spp_dci_ibr_service,
     spp_dci_partner_identifier,
     spp_dci_signing_key,
 )

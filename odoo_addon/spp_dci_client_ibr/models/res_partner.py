@@ -61,8 +61,6 @@ class ResPartner(models.Model):
     def _spp_dci_ibr_reg_id_pairs(self):
         """(type, value) pairs from OpenSPP's ``reg_ids`` when that field exists."""
         self.ensure_one()
-        if "reg_ids" not in self._fields:
-            return []
         pairs = []
         for reg_id in self.reg_ids:
             id_type = False
@@ -78,38 +76,53 @@ class ResPartner(models.Model):
                 pairs.append((str(code).strip(), str(value).strip()))
         return pairs
 
+    def _spp_dci_ibr_pairs_by_partner(self, fallback=False):
+        """``{partner id: [(type, value), ...]}`` for these registrants, in a few queries
+        whatever their number: OpenSPP's ``reg_ids`` when present, then this addon's
+        identifiers, without repeats; with ``fallback``, a registrant without any gets the
+        identifier of its latest check. Read with sudo: identifier values are personal data
+        the user may run a check on without reading them."""
+        partners = self.sudo()
+        with_reg_ids = "reg_ids" in partners._fields
+        pairs = {
+            partner.id: partner._spp_dci_ibr_reg_id_pairs() if with_reg_ids else []
+            for partner in partners
+        }
+        for line in (
+            self.env["spp.dci.partner.identifier"]
+            .sudo()
+            .search_fetch([("partner_id", "in", self.ids)], ["partner_id", "id_type", "value"])
+        ):
+            pairs[line.partner_id.id].append((line.id_type, line.value))
+        pairs = {partner_id: list(dict.fromkeys(found)) for partner_id, found in pairs.items()}
+        missing = [partner_id for partner_id, found in pairs.items() if not found]
+        if fallback and missing:
+            for check in (
+                self.env["spp.dci.duplication.check"]
+                .sudo()
+                .search_fetch(
+                    [
+                        ("partner_id", "in", missing),
+                        ("identifier_type", "!=", False),
+                        ("identifier_value", "!=", False),
+                    ],
+                    ["partner_id", "identifier_type", "identifier_value"],
+                    order="check_date desc, id desc",
+                )
+            ):
+                if not pairs[check.partner_id.id]:
+                    pairs[check.partner_id.id] = [(check.identifier_type, check.identifier_value)]
+        return pairs
+
     def _spp_dci_ibr_partner_pairs(self):
-        """(type, value) pairs kept on the registrant: OpenSPP's ``reg_ids`` when present,
-        then this addon's identifiers, without repeats. Read with sudo: identifier values
-        are personal data the user may run a check on without reading them."""
+        """The registrant's own (type, value) pairs (see ``_spp_dci_ibr_pairs_by_partner``)."""
         self.ensure_one()
-        partner = self.sudo()
-        pairs = partner._spp_dci_ibr_reg_id_pairs()
-        pairs += [(line.id_type, line.value) for line in partner.spp_dci_identifier_ids]
-        return list(dict.fromkeys(pairs))
+        return self._spp_dci_ibr_pairs_by_partner()[self.id]
 
     def _spp_dci_ibr_identifiers(self):
         """Identifiers of this registrant: its own, else those of its latest check."""
         self.ensure_one()
-        pairs = self._spp_dci_ibr_partner_pairs()
-        if pairs:
-            return pairs
-        last = (
-            self.env["spp.dci.duplication.check"]
-            .sudo()
-            .search(
-                [
-                    ("partner_id", "=", self.id),
-                    ("identifier_type", "!=", False),
-                    ("identifier_value", "!=", False),
-                ],
-                order="check_date desc, id desc",
-                limit=1,
-            )
-        )
-        if last:
-            return [(last.identifier_type, last.identifier_value)]
-        return []
+        return self._spp_dci_ibr_pairs_by_partner(fallback=True)[self.id]
 
     @api.model
     def _spp_dci_archive_user_partners(self, user_ids):

@@ -12,6 +12,7 @@ from spp_dci_ibr.exceptions import DCIError, RegistryError
 from odoo import api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
 
+from .errors import dci_user_errors
 from .notification import notification
 
 _logger = logging.getLogger(__name__)
@@ -230,16 +231,12 @@ class SppDciIbrDataSourceMixin(models.AbstractModel):
     @tools.ormcache("digest")
     def _spp_cached_client(self, digest, config, name):
         kwargs = dict(config)
-        try:
+        with dci_user_errors(
+            self.env, self.env._("Data source %(name)s is misconfigured", name=name)
+        ):
             if kwargs["signing_key"]:
                 kwargs["signing_key"] = SigningKey.from_pem(kwargs["signing_key"])
             return DCIClient(**kwargs)
-        except DCIError as exc:
-            raise UserError(
-                self.env._(
-                    "Data source %(name)s is misconfigured: %(error)s", name=name, error=str(exc)
-                )
-            ) from exc
 
     def _spp_ibr_service(self):
         """The native IBR service over this registry's client."""

@@ -203,10 +203,11 @@ class SppDciDuplicationCheck(models.Model):
             self.data_source_id = source
         return source
 
-    def _spp_identifiers(self):
-        """(type, value) pairs: the registrant's own, else the check's."""
+    def _spp_identifiers(self, own_pairs=None):
+        """(type, value) pairs: the registrant's own (``own_pairs`` when the caller read
+        them for many registrants at once), else the check's."""
         self.ensure_one()
-        pairs = self.partner_id._spp_dci_ibr_partner_pairs()
+        pairs = self.partner_id._spp_dci_ibr_partner_pairs() if own_pairs is None else own_pairs
         if not pairs and self.identifier_type and self.identifier_value:
             pairs = [(self.identifier_type.strip(), self.identifier_value.strip())]
         if pairs and not self.identifier_type:
@@ -214,22 +215,30 @@ class SppDciDuplicationCheck(models.Model):
         return pairs
 
     def _spp_fail(self, message, kind="error"):
-        self.write(
-            {
-                "state": "failed",
-                "result": False,
-                "is_duplicate": False,
-                "error_message": message,
-                "failure_kind": kind,
-                "completed_at": fields.Datetime.now(),
-                "queued": False,
-            }
-        )
+        self.write(self._spp_failure_vals(message, kind))
+
+    @api.model
+    def _spp_failure_vals(self, message, kind="error"):
+        return {
+            "state": "failed",
+            "result": False,
+            "is_duplicate": False,
+            "error_message": message,
+            "failure_kind": kind,
+            "completed_at": fields.Datetime.now(),
+            "queued": False,
+        }
 
     def _spp_fail_on(self, exc):
-        """Fail the check with the reason of a ``DCIError``: an answer the core could not
+        self.write(self._spp_error_vals(exc))
+
+    @api.model
+    def _spp_error_vals(self, exc):
+        """Failure values for a ``DCIError`` or ``UserError``: an answer the core could not
         decide (``UndecidedError``) is said so, and is never a "no match"."""
-        self._spp_fail(str(exc), kind="undecided" if isinstance(exc, UndecidedError) else "error")
+        return self._spp_failure_vals(
+            str(exc), kind="undecided" if isinstance(exc, UndecidedError) else "error"
+        )
 
     def _spp_no_identifier(self):
         self._spp_fail(
@@ -269,9 +278,13 @@ class SppDciDuplicationCheck(models.Model):
         here, in one go for many checks (a batch)."""
         self.ensure_one()
         outcomes = list(result.outcomes)
-        completed = result.state == "completed" and result.result in RESULT_VALUES
+        vals = self._spp_result_vals(result)
+        completed = vals["state"] == "completed"
         if rebuild_lines:
-            line_vals = self._spp_line_vals(outcomes, pairs or [], final=not completed)
+            line_vals = [
+                dict(line, check_id=self.id)
+                for line in self._spp_line_vals(outcomes, pairs or [], final=not completed)
+            ]
             if new_lines is not None:
                 new_lines.extend(line_vals)
             else:
@@ -289,6 +302,15 @@ class SppDciDuplicationCheck(models.Model):
                         or self.env._("The registry did not decide this identifier."),
                     }
                 )
+        if self.transaction_id:
+            vals.pop("transaction_id", None)
+        self.write(vals)
+
+    @api.model
+    def _spp_result_vals(self, result):
+        """The check's values for a native ``DuplicationResult``: only a completed result of
+        a known class is one; anything else fails the check."""
+        completed = result.state == "completed" and result.result in RESULT_VALUES
         reasons = [reason for reason in (result.reasons or []) if reason]
         if completed:
             state_vals = {
@@ -315,19 +337,19 @@ class SppDciDuplicationCheck(models.Model):
             completed_at=fields.Datetime.now(),
             queued=False,
         )
-        if result.transaction_id and not self.transaction_id:
+        if result.transaction_id:
             vals["transaction_id"] = result.transaction_id
-        self.write(vals)
+        return vals
 
+    @api.model
     def _spp_line_vals(self, outcomes, pairs, final):
-        """Values of the identifier lines of this check, one per outcome (or identifier);
-        a ``final`` result leaves no line pending."""
+        """Values (without ``check_id``) of the identifier lines of a check, one per outcome
+        (or identifier); a ``final`` result leaves no line pending."""
         line_vals = []
         for index in range(max(len(pairs), len(outcomes))):
             outcome = outcomes[index] if index < len(outcomes) else None
             id_type, id_value = pairs[index] if index < len(pairs) else (None, None)
             vals = {
-                "check_id": self.id,
                 "sequence": index,
                 "id_type": getattr(outcome, "id_type", None) or id_type,
                 "id_value": getattr(outcome, "id_value", None) or id_value,
@@ -668,19 +690,114 @@ class SppDciDuplicationCheck(models.Model):
         return checks._spp_dispatch_batch()
 
     def _spp_dispatch_batch(self):
-        size = self._spp_chunk_size()
         ids = self.ids
-        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+        chunks = self._spp_chunks(ids)
         self.write({"queued": True, "mode": "batch"})
         if chunks:
             self._spp_dispatch_chunks(chunks)
+        return self._spp_batch_submitted(len(ids), len(chunks))
+
+    @api.model
+    def _spp_chunks(self, items):
+        size = self._spp_chunk_size()
+        return [items[start : start + size] for start in range(0, len(items), size)]
+
+    @api.model
+    def _spp_batch_submitted(self, count, chunks):
         return notification(
             self.env._(
-                "%(count)s check(s) submitted in %(chunks)s chunk(s).",
-                count=len(ids),
-                chunks=len(chunks),
+                "%(count)s check(s) submitted in %(chunks)s chunk(s).", count=count, chunks=chunks
             )
         )
+
+    @api.model
+    def _spp_registrants(self, partners):
+        """(partner id, identifier pairs) of the registrants among ``partners`` that have an
+        identifier."""
+        pairs_by_partner = partners._spp_dci_ibr_pairs_by_partner(fallback=True)
+        return [(partner_id, pairs) for partner_id, pairs in pairs_by_partner.items() if pairs]
+
+    @api.model
+    def _spp_new_vals(self, source, partner_id, pairs):
+        return {
+            "partner_id": partner_id,
+            "data_source_id": source.id,
+            "identifier_type": pairs[0][0],
+            "identifier_value": pairs[0][1],
+            "mode": "batch",
+        }
+
+    @api.model
+    def _spp_create_for_partners(self, source, partners):
+        """New queued batch checks on ``source`` for the registrants among ``partners`` that
+        have an identifier (the first is the check's). Identifier values are personal data
+        the user may trigger a check on but not read: created with sudo after checking the
+        user may create checks (the creator stays the user), in one batch."""
+        self.check_access("create")
+        vals_list = [
+            dict(self._spp_new_vals(source, partner_id, pairs), queued=True)
+            for partner_id, pairs in self._spp_registrants(partners)
+        ]
+        return self.sudo().create(vals_list).with_env(self.env)
+
+    @api.model
+    def _spp_submit_batch(self, checks, source, partners):
+        """Submit ``checks`` and new checks on ``source`` for ``partners`` as one batch.
+        ``spp_dci_client_ibr_queue`` overrides this: there each chunk's job checks its own
+        registrants, so the user's request does not wait for thousands of creations."""
+        return (checks | self._spp_create_for_partners(source, partners))._spp_dispatch_batch()
+
+    @api.model
+    def _spp_check_partners(self, source, partners):
+        """Check one chunk of new registrants (a queue job's work): ask the registry first,
+        then create every check with its result, and the lines of all, in one batch each
+        (sudo, as in ``_spp_create_for_partners``): no check is written twice."""
+        self.check_access("create")
+        registrants = self._spp_registrants(partners)
+        pairs_by_partner = dict(registrants)
+        now = fields.Datetime.now()
+        vals_list, lines = [], []
+        for partner_id, answer in self._spp_check_many(source, registrants):
+            pairs = pairs_by_partner[partner_id]
+            vals = dict(self._spp_new_vals(source, partner_id, pairs), check_date=now, sent_at=now)
+            if isinstance(answer, Exception):
+                vals.update(self._spp_error_vals(answer))
+                lines.append([])
+            else:
+                vals.update(self._spp_result_vals(answer))
+                final = vals["state"] != "completed"
+                lines.append(self._spp_line_vals(list(answer.outcomes), pairs, final))
+            vals_list.append(vals)
+        checks = self.sudo().create(vals_list)
+        self.env["spp.dci.duplication.check.detail"].sudo().create(
+            [
+                dict(line, check_id=check.id)
+                for check, check_lines in zip(checks, lines, strict=True)
+                for line in check_lines
+            ]
+        )
+        return True
+
+    @api.model
+    def _spp_check_many(self, source, registrants):
+        """``(key, result)`` for each of ``registrants`` (``(key, pairs)``) from one native
+        ``check_many`` on ``source``; ``(key, error)`` for each the batch left unanswered
+        when it failed or ended early: fail closed, no registrant is left out."""
+        done = set()
+        try:
+            service = source._spp_ibr_service()
+            for result in service.check_many(
+                registrants, batch_size=source.batch_size, concurrency=source.batch_concurrency
+            ):
+                if result.key not in done:
+                    done.add(result.key)
+                    yield result.key, result
+            error = UserError(self.env._("The registry gave no result for this registrant."))
+        except (DCIError, UserError) as exc:
+            error = exc
+        for key, _pairs in registrants:
+            if key not in done:
+                yield key, error
 
     def _spp_dispatch_chunks(self, chunks):
         """Run one chunk inline; hand more to the batch cron. ``spp_dci_client_ibr_queue``
@@ -711,8 +828,9 @@ class SppDciDuplicationCheck(models.Model):
 
     def _spp_run_chunk_on(self, source):
         registrants, pairs_by_id = [], {}
+        own_pairs = self.partner_id._spp_dci_ibr_pairs_by_partner()
         for check in self:
-            pairs = check._spp_identifiers()
+            pairs = check._spp_identifiers(own_pairs.get(check.partner_id.id, []))
             if pairs:
                 pairs_by_id[check.id] = pairs
                 registrants.append((check.id, pairs))
@@ -725,24 +843,14 @@ class SppDciDuplicationCheck(models.Model):
         sent.write({"check_date": now, "sent_at": now})
         sent.detail_ids.unlink()
         by_id = {check.id: check for check in sent}
-        new_lines, done = [], set()
-        try:
-            service = source._spp_ibr_service()
-            for result in service.check_many(
-                registrants, batch_size=source.batch_size, concurrency=source.batch_concurrency
-            ):
-                by_id[result.key]._spp_apply_result(
-                    result, pairs_by_id[result.key], rebuild_lines=True, new_lines=new_lines
+        new_lines = []
+        for check_id, answer in self._spp_check_many(source, registrants):
+            if isinstance(answer, Exception):
+                by_id[check_id]._spp_fail_on(answer)
+            else:
+                by_id[check_id]._spp_apply_result(
+                    answer, pairs_by_id[check_id], rebuild_lines=True, new_lines=new_lines
                 )
-                done.add(result.key)
-        except (DCIError, UserError) as exc:
-            for check_id in pairs_by_id:
-                if check_id not in done:
-                    check = self.browse(check_id)
-                    if isinstance(exc, DCIError):
-                        check._spp_fail_on(exc)
-                    else:
-                        check._spp_fail(str(exc))
         # One INSERT for the lines of the whole chunk, not one per check.
         self.env["spp.dci.duplication.check.detail"].create(new_lines)
 

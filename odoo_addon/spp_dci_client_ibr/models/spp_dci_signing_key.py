@@ -11,6 +11,7 @@ from spp_dci_ibr.exceptions import DCIError
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from .errors import dci_user_errors
 from .notification import notification
 from .spp_dci_data_source import data_source_model
 
@@ -198,12 +199,8 @@ class SppDciIbrSigningKey(models.Model):
     def _derive_public_part(self):
         """Fill public_key / public_jwk / algorithm from the private key (native core)."""
         for key in self.sudo():
-            try:
+            with dci_user_errors(self.env, self.env._("The private key could not be read")):
                 native = SigningKey.from_pem(key.private_key)
-            except DCIError as exc:
-                raise UserError(
-                    self.env._("The private key could not be read: %(error)s", error=str(exc))
-                ) from exc
             if key._public_part_differs(native):
                 key.write(
                     {

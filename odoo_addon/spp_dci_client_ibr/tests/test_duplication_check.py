@@ -6,7 +6,8 @@ import socket
 from datetime import timedelta
 
 from odoo import fields
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
+from odoo.service.model import get_public_method
 from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
@@ -277,6 +278,21 @@ class TestDuplicationCheck(SandboxMixin, UsersMixin, TransactionCase):
         status = service.get_enrollment_status(*pair)
         self.assertTrue(status["enrolled"])
         self.assertTrue(status["programs"])
+
+    def test_service_model_is_the_api_and_not_reachable_over_rpc(self):
+        pair = self.identifier("active")
+        partner = self.new_check(pair).partner_id
+        service = self.env["spp.dci.ibr.service"]
+        outcome = service.check_duplication(self.data_source, partner)
+        self.assertEqual(outcome["result"], "confirmed_match")
+        self.assertEqual(
+            [(o["id_type"], o["id_value"], o["status"]) for o in outcome["outcomes"]],
+            [(pair[0], pair[1], "records")],
+        )
+        self.assertTrue(service.get_enrollment_status(self.data_source, *pair)["enrolled"])
+        for method in ("check_duplication", "search_beneficiary", "get_enrollment_status"):
+            with self.assertRaises(AccessError, msg=method):
+                get_public_method(service, method)
 
     def test_openspp_service_never_reports_an_outage_as_clean(self):
         source = data_sources(self.env).create(

@@ -46,30 +46,21 @@ class SppDciIbrBatchCheckWizard(models.TransientModel):
         )
         waiting_by_partner = {}
         for check in waiting:
-            waiting_by_partner.setdefault(check.partner_id, check)
-        reused = checks_model.browse()
-        to_create, skipped = [], 0
-        for partner in self.partner_ids:
-            pairs = partner._spp_dci_ibr_identifiers()
+            waiting_by_partner.setdefault(check.partner_id.id, check.id)
+        identified = self.partner_ids._spp_dci_ibr_pairs_by_partner(fallback=True)
+        reused_ids, new_ids, skipped = [], [], 0
+        for partner_id, pairs in identified.items():
             if not pairs:
                 skipped += 1
-            elif partner in waiting_by_partner:
-                reused |= waiting_by_partner[partner]
+            elif partner_id in waiting_by_partner:
+                reused_ids.append(waiting_by_partner[partner_id])
             else:
-                to_create.append(
-                    {
-                        "partner_id": partner.id,
-                        "data_source_id": self.data_source_id.id,
-                        "identifier_type": pairs[0][0],
-                        "identifier_value": pairs[0][1],
-                    }
-                )
+                new_ids.append(partner_id)
+        reused = checks_model.browse(reused_ids)
         reused.filtered(lambda check: not check.data_source_id).data_source_id = self.data_source_id
-        # Identifier values are personal data the user may trigger a check on but not read:
-        # created with sudo (access to create was checked above; the creator stays the user),
-        # in one batch.
-        checks = checks_model.sudo().create(to_create).with_env(checks_model.env)
-        action = (reused | checks)._spp_dispatch_batch()
+        action = checks_model._spp_submit_batch(
+            reused, self.data_source_id, self.env["res.partner"].browse(new_ids)
+        )
         if skipped:
             action["params"]["message"] += " " + self.env._(
                 "%(count)s registrant(s) without identifier skipped.", count=skipped

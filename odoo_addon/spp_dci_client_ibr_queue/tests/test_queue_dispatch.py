@@ -6,6 +6,7 @@ from odoo.tests.common import TransactionCase
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 from odoo.addons.spp_dci_client_ibr.tests.common import SandboxMixin, UsersMixin, data_sources
+from odoo.addons.spp_dci_client_ibr.tests.test_end_to_end import FAULTS
 
 
 @tagged("post_install", "-at_install")
@@ -85,15 +86,18 @@ class TestQueuedBatchAgainstTheSandbox(SandboxMixin, UsersMixin, TransactionCase
             .with_context(**action["context"])
             .create({"data_source_id": self.data_source.id})
         )
+        checks_model = self.env["spp.dci.duplication.check"]
         with trap_jobs() as trap:
-            wizard.action_run()
+            message = wizard.action_run()["params"]["message"]
+            self.assertIn("6 check(s) submitted in 3 chunk(s)", message)
             trap.assert_jobs_count(3)
-            checks = self.env["spp.dci.duplication.check"].search(
-                [("partner_id", "in", partners.ids)]
-            )
-            self.assertEqual(set(checks.mapped("state")), {"ready"})
+            # The user's request created nothing: each job creates its chunk's checks.
+            self.assertFalse(checks_model.search([("partner_id", "in", partners.ids)]))
+            self.assertEqual(sorted(len(job.args[1]) for job in trap.enqueued_jobs), [2, 2, 2])
             trap.perform_enqueued_jobs()
-        checks.invalidate_recordset()
+        checks = checks_model.search([("partner_id", "in", partners.ids)])
+        self.assertEqual(len(checks), 6)
+        self.assertEqual(set(checks.mapped("create_uid")), {self.officer})
         self.assertEqual(
             {check.partner_id: check.result for check in checks},
             expected,
@@ -101,3 +105,31 @@ class TestQueuedBatchAgainstTheSandbox(SandboxMixin, UsersMixin, TransactionCase
         )
         self.assertEqual(set(checks.mapped("state")), {"completed"})
         self.assertFalse(any(checks.mapped("queued")))
+
+    def test_registry_faults_fail_the_new_checks_never_no_match(self):
+        """Each job asks the registry before it creates its checks: a faulting registry
+        still gives every registrant a check, failed with the reason, never "no match"."""
+        self.addCleanup(self.sandbox.set_faults, None)
+        checks_model = self.env["spp.dci.duplication.check"]
+        for name, faults in FAULTS.items():
+            with self.subTest(fault=name):
+                self.sandbox.set_faults(faults)
+                partners = self.env["res.partner"]
+                for pair in self.identifiers("unknown", 3):
+                    partners |= self.new_partner(pair)
+                wizard = (
+                    self.env["spp.dci.ibr.batch.check.wizard"]
+                    .with_user(self.officer)
+                    .create({"data_source_id": self.data_source.id, "partner_ids": partners.ids})
+                )
+                with trap_jobs() as trap:
+                    wizard.action_run()
+                    trap.perform_enqueued_jobs()
+                checks = checks_model.search([("partner_id", "in", partners.ids)])
+                self.assertEqual(checks.partner_id, partners)
+                for check in checks:
+                    self.assertEqual(check.state, "failed", (name, check.result))
+                    self.assertFalse(check.result)
+                    self.assertFalse(check.is_duplicate)
+                    self.assertTrue(check.error_message)
+                    self.assertNotIn("pending", check.detail_ids.mapped("status"))
