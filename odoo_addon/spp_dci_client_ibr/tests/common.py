@@ -11,6 +11,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
+from unittest.mock import patch
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -20,10 +21,20 @@ from spp_dci_ibr.callbacks import CallbackEvent
 from spp_dci_ibr.sandbox import IBRSandbox
 
 from odoo.tests.common import new_test_user
+from odoo.tests.test_cursor import TestCursor
+from odoo.tools.misc import Callbacks
 
 from ..models.spp_dci_data_source import data_source_model, signing_key_model
 
 OUR_SENDER_ID = "openspp.test"
+# Sandbox faults (set_faults) of a registry that must fail checks, never answer "no match".
+FAULTS = {
+    "HTTP 503": {"error_rates": {"503": 1.0}},
+    "garbage answer": {"garbage_rate": 1.0},
+    "bad signature": {"bad_signature_rate": 1.0},
+    "wrong reference": {"wrong_reference_rate": 1.0},
+    "dropped connection": {"drop_rate": 1.0},
+}
 GROUP_VIEWER = "spp_dci_client_ibr.group_dci_viewer"
 GROUP_OFFICER = "spp_dci_client_ibr.group_dci_officer"
 GROUP_MANAGER = "spp_dci_client_ibr.group_dci_manager"
@@ -357,3 +368,41 @@ class UsersMixin:
         )
         cls.plain_user = new_test_user(env, login="dci_nobody", groups="base.group_user")
         cls.callback_user = env.ref("spp_dci_client_ibr.user_dci_ibr_callback")
+
+
+def commit_then_run_postcommit(original):
+    """A real commit runs the post-commit hooks; a test cursor drops them. Requests of these
+    tests commit like production does, so a check is sent after its request's commit."""
+
+    def commit(cursor):
+        hooks, cursor.postcommit = cursor.postcommit, Callbacks()
+        original(cursor)
+        hooks.run()
+
+    return commit
+
+
+class LiveHttpMixin:
+    """For ``HttpCase`` tests through Odoo's real HTTP server: requests commit as in
+    production, and ``self.callbacks_filed`` is set once the callback endpoint has filed a
+    callback."""
+
+    @classmethod
+    def commit_like_production(cls):
+        cls.startClassPatcher(
+            patch.object(TestCursor, "commit", commit_then_run_postcommit(TestCursor.commit))
+        )
+
+    def watch_filed_callbacks(self):
+        self.http_request_allow_all = True  # the registry's callback has no session cookie
+        self.callbacks_filed = threading.Event()
+        log_model = type(self.env["spp.dci.callback.log"])
+        original_sink = log_model._spp_sink
+
+        def sink(logs, event):
+            try:
+                return original_sink(logs, event)
+            finally:
+                self.callbacks_filed.set()
+
+        self.startPatcher(patch.object(log_model, "_spp_sink", sink))

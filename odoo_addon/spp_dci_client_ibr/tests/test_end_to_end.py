@@ -3,64 +3,25 @@
 buttons a user presses go through the web client's RPC, and the registry's signed callback
 comes back to the callback endpoint over HTTP."""
 
-import threading
-from unittest.mock import patch
-
 from odoo.tests import HttpCase, tagged
-from odoo.tests.test_cursor import TestCursor
-from odoo.tools.misc import Callbacks
 
-from .common import SandboxMixin, UsersMixin
-
-FAULTS = {
-    "HTTP 503": {"error_rates": {"503": 1.0}},
-    "garbage answer": {"garbage_rate": 1.0},
-    "bad signature": {"bad_signature_rate": 1.0},
-    "wrong reference": {"wrong_reference_rate": 1.0},
-    "dropped connection": {"drop_rate": 1.0},
-}
-
-
-def commit_then_run_postcommit(original):
-    """A real commit runs the post-commit hooks; a test cursor drops them. Requests of these
-    tests commit like production does, so a check is sent after its request's commit."""
-
-    def commit(cursor):
-        hooks, cursor.postcommit = cursor.postcommit, Callbacks()
-        original(cursor)
-        hooks.run()
-
-    return commit
+from .common import FAULTS, LiveHttpMixin, SandboxMixin, UsersMixin
 
 
 @tagged("post_install", "-at_install")
-class TestEndToEnd(SandboxMixin, UsersMixin, HttpCase):
+class TestEndToEnd(LiveHttpMixin, SandboxMixin, UsersMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_users()
         cls.setup_sandbox()
         cls.data_source.our_callback_uri = f"{cls.base_url()}/dci_ibr/registry/on-search"
-        cls.startClassPatcher(
-            patch.object(TestCursor, "commit", commit_then_run_postcommit(TestCursor.commit))
-        )
+        cls.commit_like_production()
 
     def setUp(self):
         super().setUp()
-        # The registry's callback carries no test session cookie.
-        self.http_request_allow_all = True
         self.authenticate(self.officer.login, self.officer.login)
-        self.callbacks_filed = threading.Event()
-        log_model = type(self.env["spp.dci.callback.log"])
-        original_sink = log_model._spp_sink
-
-        def sink(logs, event):
-            try:
-                return original_sink(logs, event)
-            finally:
-                self.callbacks_filed.set()
-
-        self.startPatcher(patch.object(log_model, "_spp_sink", sink))
+        self.watch_filed_callbacks()
 
     def press(self, checks, button):
         """The web client's call of a form or list button, as the officer."""

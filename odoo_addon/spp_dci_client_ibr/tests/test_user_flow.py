@@ -6,22 +6,18 @@ check a partner from its form (sync, then async with the callback coming back on
 universal route), and run the batch wizard on many registrants."""
 
 import json
-import threading
-from unittest.mock import patch
 
 from spp_dci_ibr.sandbox import IBRSandbox
 
 from odoo.tests import HttpCase, tagged
-from odoo.tests.test_cursor import TestCursor
 
-from .common import OUR_SENDER_ID, UsersMixin, data_sources, signing_keys
-from .test_end_to_end import commit_then_run_postcommit
+from .common import OUR_SENDER_ID, LiveHttpMixin, UsersMixin, data_sources, signing_keys
 
 CHECK = "spp.dci.duplication.check"
 
 
 @tagged("post_install", "-at_install")
-class TestUserFlow(UsersMixin, HttpCase):
+class TestUserFlow(LiveHttpMixin, UsersMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -30,27 +26,14 @@ class TestUserFlow(UsersMixin, HttpCase):
         sandbox = IBRSandbox(synthetic=200, seed=11, one_callback_url=True)
         cls.sandbox = sandbox.__enter__()
         cls.addClassCleanup(sandbox.__exit__, None, None, None)
-        cls.startClassPatcher(
-            patch.object(TestCursor, "commit", commit_then_run_postcommit(TestCursor.commit))
-        )
+        cls.commit_like_production()
         cls.env["ir.config_parameter"].sudo().set_param("spp_dci_client_ibr.batch_chunk_size", "10")
 
     def setUp(self):
         super().setUp()
-        self.http_request_allow_all = True  # the registry's callback has no session
         # The DCI administrator who is also a system administrator (secrets are theirs).
         self.authenticate(self.system_admin.login, self.system_admin.login)
-        self.callbacks_filed = threading.Event()
-        log_model = type(self.env["spp.dci.callback.log"])
-        original_sink = log_model._spp_sink
-
-        def sink(logs, event):
-            try:
-                return original_sink(logs, event)
-            finally:
-                self.callbacks_filed.set()
-
-        self.startPatcher(patch.object(log_model, "_spp_sink", sink))
+        self.watch_filed_callbacks()
 
     # ------------------------------------------------------------ the web client's calls
 

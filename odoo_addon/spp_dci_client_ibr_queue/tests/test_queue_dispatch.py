@@ -5,8 +5,12 @@ from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
 from odoo.addons.queue_job.tests.common import trap_jobs
-from odoo.addons.spp_dci_client_ibr.tests.common import SandboxMixin, UsersMixin, data_sources
-from odoo.addons.spp_dci_client_ibr.tests.test_end_to_end import FAULTS
+from odoo.addons.spp_dci_client_ibr.tests.common import (
+    FAULTS,
+    SandboxMixin,
+    UsersMixin,
+    data_sources,
+)
 
 
 @tagged("post_install", "-at_install")
