@@ -191,7 +191,9 @@ def test_manifest():
     data = manifest()
     assert data["license"] == "LGPL-3"
     assert re.fullmatch(r"19\.0\.\d+\.\d+\.\d+", data["version"]), data["version"]
-    assert sorted(data["depends"]) == ["base", "fastapi"]
+    # It installs on plain Odoo 19 with OCA fastapi (its router): no OpenSPP module needed.
+    assert "fastapi" in data["depends"]
+    assert not [name for name in data["depends"] if name.startswith(("spp_", "g2p_"))]
     assert data["external_dependencies"] == {"python": ["spp-dci-client-ibr"]}
     assert data.get("installable", True) is True
     assert not data.get("application")
@@ -201,6 +203,7 @@ def test_queue_glue_manifest_and_hook():
     data = manifest(QUEUE_ADDON)
     assert data["license"] == "LGPL-3"
     assert re.fullmatch(r"19\.0\.\d+\.\d+\.\d+", data["version"])
+    # Auto-installed exactly when both queue_job and the addon are.
     assert sorted(data["depends"]) == ["queue_job", MODULE]
     assert data["auto_install"] is True
     for name in data.get("data", []):
@@ -714,7 +717,6 @@ def _dict_keys_for(function: ast.FunctionDef, name: str) -> set[str]:
     return keys
 
 
-@pytest.mark.skipif(not (PACKAGE / "_native.pyi").exists(), reason="package stubs not written yet")
 def test_addon_calls_match_the_package_stubs():
     classes, functions = _package_api()
     exported = set()
@@ -864,6 +866,7 @@ def test_bridge_manifest_hooks_and_data():
     data = manifest(BRIDGE_ADDON)
     assert data["license"] == "LGPL-3"
     assert re.fullmatch(r"19\.0\.\d+\.\d+\.\d+", data["version"])
+    # Auto-installed exactly when OpenSPP's DCI base and the addon both are.
     assert sorted(data["depends"]) == ["spp_dci_client", MODULE]
     assert data["auto_install"] is True
     init = (BRIDGE_ADDON / "__init__.py").read_text()
