@@ -653,3 +653,28 @@ def test_cli_sandbox_options_not_strict_and_one_callback_url(receiver: Receiver)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_one_class_every_native_option_reachable() -> None:
+    """``IBRSandbox`` is the native sandbox (one class), so its options are all reachable:
+    the sandbox's own key, fixed OAuth2 credentials, replay and callback policy."""
+    key = dci.SigningKey.generate()
+    sandbox = IBRSandbox(
+        synthetic=3,
+        signing_key=key,
+        key_id="k9",
+        client_id="fixed-client",
+        client_secret="fixed-secret-value",
+        reject_replays=False,
+        allow_remote_callbacks=False,
+    )
+    assert isinstance(sandbox, dci._native.Sandbox)
+    assert sandbox.start() is sandbox
+    try:
+        assert (sandbox.client_id, sandbox.client_secret) == ("fixed-client", "fixed-secret-value")
+        (published,) = sandbox.public_jwks()["keys"]
+        assert published["kid"] == f"{sandbox.sender_id}|k9|ed25519"
+        assert published["x"] == key.public_jwk(sandbox.sender_id, "k9")["x"]
+        assert repr(sandbox).startswith("IBRSandbox(") and "fixed-secret-value" not in repr(sandbox)
+    finally:
+        sandbox.stop()

@@ -1,7 +1,10 @@
 """Type stubs of the native core (``spp_dci_ibr._native``)."""
 
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, final
+
+from typing_extensions import Self, disjoint_base
 
 __version__: str
 
@@ -620,20 +623,21 @@ class IBRService:
         list, fails every identifier (the reason says why).
         """
 
-@final
+@disjoint_base
 class Sandbox:
-    """The embedded IBR sandbox; use ``spp_dci_ibr.sandbox.IBRSandbox``, which documents it."""
+    """The embedded IBR sandbox; ``spp_dci_ibr.sandbox.IBRSandbox`` is this class (documented
+    there) with ``client()`` added."""
 
     def __new__(
         cls,
         *,
         synthetic: int = 100,
         seed: int = 0,
-        records: list[dict[str, Any]] | None = None,
-        records_file: str | None = None,
+        records: Sequence[dict[str, Any]] | None = None,
+        records_file: str | os.PathLike[str] | None = None,
         require_signatures: bool = True,
         require_auth: bool = True,
-        faults: dict[Any, Any] | None = None,
+        faults: Mapping[Any, Any] | None = None,
         prefix: str = "",
         sender_id: str = "ibr.sandbox.local",
         token_lifetime: int = 3600,
@@ -651,9 +655,11 @@ class Sandbox:
         client_secret: str | None = None,
         strict: bool = True,
         one_callback_url: bool = False,
-    ) -> Sandbox: ...
-    def start(self) -> None:
+    ) -> Self: ...
+    def start(self) -> Self:
         """Starts serving; releases the GIL. ``ConfigError`` when the port cannot be bound."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
     def stop(self) -> None:
         """Stops and joins the threads; releases the GIL."""
     @property
@@ -680,5 +686,5 @@ class Sandbox:
     def sample_identifiers(self, status: str = "active", n: int = 1) -> list[tuple[str, str]]: ...
     def stats(self) -> dict[str, Any]: ...
     def reset_stats(self) -> None: ...
-    def set_faults(self, faults: dict[Any, Any] | None) -> None: ...
+    def set_faults(self, faults: Mapping[Any, Any] | None) -> None: ...
     def faults(self) -> dict[str, Any]: ...

@@ -81,25 +81,23 @@ programme_id, programme_name, enrolment_status, enrolment_date`` and one row per
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._native import JWKS, SigningKey
 from ._native import Sandbox as _NativeSandbox
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
 __all__ = ["IBRSandbox"]
 
-_STATUSES = ("active", "suspended", "graduated", "deceased", "unknown")
 
-
-class IBRSandbox:
+class IBRSandbox(_NativeSandbox):
     """An in-process IBR registry for tests, demos and benchmarks.
 
-    Use it as a context manager (``with IBRSandbox() as sb: ...``) or call :meth:`start` and
-    :meth:`stop`. Starting and stopping release the GIL; the server never calls into Python.
+    One class: the native sandbox (its constructor, lifecycle, keys, data, faults and stats),
+    with :meth:`client` added here. Every keyword of the constructor is documented below.
+
+    Use it as a context manager (``with IBRSandbox() as sb: ...``) or call :meth:`start` (which
+    returns the sandbox) and :meth:`stop`. Starting and stopping release the GIL; the server
+    never calls into Python.
 
     Dataset: ``records`` (a list of records), else ``records_file`` (``.csv``, or JSON: a list
     of records or ``{"reg_records": [...]}``), else ``synthetic`` beneficiaries generated from
@@ -129,183 +127,15 @@ class IBRSandbox:
     refuses requests that do not conform to the spec (see the module documentation);
     ``one_callback_url`` posts every callback to the request's ``sender_uri`` as given.
 
+    ``reject_replays`` refuses a ``message_id`` seen before (409); ``allow_remote_callbacks``
+    lets callbacks go to hosts other than loopback; ``signing_key`` / ``key_id`` are the
+    sandbox's own key (default: a new Ed25519 key, ``sandbox-key-1``); ``client_id`` /
+    ``client_secret`` fix the OAuth2 credentials instead of generating them.
+
     Raises ``ConfigError`` for a dataset or fault configuration that cannot be used (and, from
     :meth:`start`, for a port that cannot be bound); ``ValueError``/``TypeError`` for wrong
     argument types.
     """
-
-    def __init__(
-        self,
-        *,
-        synthetic: int = 100,
-        seed: int = 0,
-        records: list[dict[str, Any]] | None = None,
-        records_file: str | None = None,
-        require_signatures: bool = True,
-        require_auth: bool = True,
-        faults: Mapping[str | int, Any] | None = None,
-        prefix: str = "",
-        sender_id: str = "ibr.sandbox.local",
-        token_lifetime: int = 3600,
-        max_page_size: int = 100,
-        bare_enrolled: bool = False,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        error_style: str = "errors",
-        max_batch_items: int = 5000,
-        strict: bool = True,
-        one_callback_url: bool = False,
-    ) -> None:
-        self._native = _NativeSandbox(
-            synthetic=synthetic,
-            seed=seed,
-            records=list(records) if records is not None else None,
-            records_file=str(records_file) if records_file is not None else None,
-            require_signatures=require_signatures,
-            require_auth=require_auth,
-            faults=dict(faults) if faults is not None else None,
-            prefix=prefix,
-            sender_id=sender_id,
-            token_lifetime=token_lifetime,
-            max_page_size=max_page_size,
-            bare_enrolled=bare_enrolled,
-            host=host,
-            port=port,
-            error_style=error_style,
-            max_batch_items=max_batch_items,
-            strict=strict,
-            one_callback_url=one_callback_url,
-        )
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> IBRSandbox:
-        """Starts serving (no-op when running) and returns ``self``. Releases the GIL."""
-        self._native.start()
-        return self
-
-    def stop(self) -> None:
-        """Stops accepting requests, closes every connection and joins the server threads
-        (no-op when stopped).
-
-        A client holding an idle keep-alive connection sees it closed at once (a connection
-        error on its next request, not a timeout). Callbacks not yet sent are discarded.
-        Releases the GIL.
-        """
-        self._native.stop()
-
-    def __enter__(self) -> IBRSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._native.running
-
-    # -- where it is ----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """Base URL, prefix included: ``http://127.0.0.1:PORT[/prefix]``."""
-        return self._native.url
-
-    @property
-    def token_url(self) -> str:
-        """The OAuth2 client-credentials endpoint."""
-        return self._native.token_url
-
-    @property
-    def jwks_url(self) -> str:
-        """Where the sandbox publishes its public key(s)."""
-        return self._native.jwks_url
-
-    @property
-    def port(self) -> int:
-        return self._native.port
-
-    @property
-    def sender_id(self) -> str:
-        """The registry's ``sender_id`` (the ``receiver_id`` of requests to it)."""
-        return self._native.sender_id
-
-    @property
-    def client_id(self) -> str:
-        """OAuth2 client id, generated per sandbox."""
-        return self._native.client_id
-
-    @property
-    def client_secret(self) -> str:
-        """OAuth2 client secret, generated per sandbox (never shown in the repr)."""
-        return self._native.client_secret
-
-    # -- keys -----------------------------------------------------------------------------------
-
-    def public_jwks(self) -> dict[str, Any]:
-        """The sandbox's JWKS, ``{"keys": [...]}``: verifies everything the sandbox signs."""
-        jwks: dict[str, Any] = self._native.public_jwks()
-        return jwks
-
-    def register_client_key(self, sender_id: str, key: str | bytes | dict[str, Any] | JWKS) -> None:
-        """Trusts a public key (PEM, JWK, JWKS dict or :class:`JWKS`) for ``sender_id``.
-
-        Keys add up. A key with a kid is chosen by the signature's kid; when no kid matches, the
-        sender's single key, or else each of its keys given without a kid (PEM), is tried.
-        Raises ``KeyFormatError`` for an unusable key.
-        """
-        self._native.register_client_key(sender_id, key)
-
-    # -- data -----------------------------------------------------------------------------------
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every record, in dataset order (enrollment updates included)."""
-        records: list[dict[str, Any]] = self._native.records()
-        return records
-
-    def sample_identifiers(self, status: str = "active", n: int = 1) -> list[tuple[str, str]]:
-        """Up to ``n`` ``(type, value)`` identifiers of beneficiaries of ``status``.
-
-        A beneficiary's status is its strongest enrolment: active > suspended > graduated >
-        deceased. ``"unknown"`` gives ``n`` identifiers that are in no record. Raises
-        ``ValueError`` for another status.
-        """
-        if status not in _STATUSES:
-            raise ValueError(f"status must be one of {', '.join(_STATUSES)}, not {status!r}")
-        return self._native.sample_identifiers(status, n)
-
-    # -- behaviour ------------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """Counters: ``requests`` (by route), ``requests_total``, ``responses`` (by status),
-        ``faults`` (by kind), ``search_items``, ``records_returned``, ``tokens_issued``,
-        ``auth_failures``, ``signature_failures``, ``spec_violations`` (requests refused in
-        strict mode), ``callbacks_sent``, ``callbacks_failed``,
-        ``callbacks_pending``, ``callbacks_discarded``."""
-        stats: dict[str, Any] = self._native.stats()
-        return stats
-
-    def reset_stats(self) -> None:
-        """Sets every counter back to zero."""
-        self._native.reset_stats()
-
-    def set_faults(self, faults: Mapping[str | int, Any] | None) -> None:
-        """Replaces the faults (``None`` or ``{}``: none); the fault sequence restarts at 0.
-
-        Raises ``ConfigError`` for an unknown key or a rate outside [0, 1].
-        """
-        self._native.set_faults(dict(faults) if faults is not None else None)
-
-    def faults(self) -> dict[str, Any]:
-        """The faults in force, in the form :meth:`set_faults` takes."""
-        faults: dict[str, Any] = self._native.faults()
-        return faults
 
     def client(self, **overrides: Any) -> Any:
         """A ``spp_dci_ibr.DCIClient`` configured for this sandbox.
@@ -314,13 +144,10 @@ class IBRSandbox:
         registered with the sandbox under ``key_id``, default ``"test-key-1"``; a given key, PEM
         or ``SigningKey``, is registered the same way; none with ``unsigned=True``), OAuth2
         client credentials, ``receiver_id`` the sandbox's, and ``registry_keys`` the sandbox's
-        JWKS. Any ``DCIClient`` keyword overrides them. Raises ``ImportError`` when this build
-        has no ``DCIClient``.
+        JWKS. Any ``DCIClient`` keyword overrides them.
         """
-        try:
-            from spp_dci_ibr import DCIClient  # type: ignore[attr-defined,unused-ignore]
-        except ImportError as exc:  # pragma: no cover - until the client lands
-            raise ImportError("spp_dci_ibr.DCIClient is not available in this build") from exc
+        from . import DCIClient  # at call time: the package's, which tests may patch
+
         sender_id: str = overrides.pop("sender_id", "test.sp.local")
         options: dict[str, Any] = {
             "base_url": self.url,
@@ -343,8 +170,3 @@ class IBRSandbox:
             options.update(signing_key=key, key_id=key_id)
         options.update(overrides)
         return DCIClient(**options)
-
-    def __repr__(self) -> str:
-        if self.running:
-            return f"IBRSandbox(url={self.url!r}, sender_id={self.sender_id!r}, running=True)"
-        return f"IBRSandbox(sender_id={self.sender_id!r}, running=False)"

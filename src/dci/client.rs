@@ -315,6 +315,28 @@ pub struct ItemAnswer {
 }
 
 impl ItemAnswer {
+    /// `Ok` for an answered (`succ`) item, else its error: a rejected item is the registry's
+    /// [`Error::Registry`]; one that decides nothing (pending, missing, of another shape) is
+    /// [`Error::Undecided`], never an empty answer.
+    pub fn decided(&self) -> Result<()> {
+        let why = self.reason_message.as_deref();
+        match self.status {
+            ItemStatus::Succ => Ok(()),
+            ItemStatus::Rjct => Err(Error::Registry {
+                code: self.reason_code.clone(),
+                message: why.unwrap_or("search item rejected").to_owned(),
+            }),
+            ItemStatus::Pending => Err(Error::Undecided(format!(
+                "the registry's answer is pending{}",
+                why.map(|m| format!(" ({m})")).unwrap_or_default()
+            ))),
+            ItemStatus::Missing | ItemStatus::Undecided => Err(Error::Undecided(format!(
+                "the answer decides nothing for the query: {}",
+                why.unwrap_or_default()
+            ))),
+        }
+    }
+
     fn without_answer(reference_id: &str, status: ItemStatus, reason: String) -> Self {
         ItemAnswer {
             reference_id: reference_id.to_owned(),

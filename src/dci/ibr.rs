@@ -42,6 +42,16 @@ impl Identifier {
         }
     }
 
+    /// The `enrolled_criteria` query (`expression`) for this identifier, within one programme
+    /// when `programme_id` is given.
+    pub fn enrolled_query(&self, programme_id: Option<&str>) -> Value {
+        let mut query = json!({"identifier_type": self.id_type, "identifier_value": self.value, "person_identifier": {"eq": self.value}});
+        if let Some(p) = programme_id {
+            query["programme_identifier.program.programme_identifier"] = json!({"eq": p});
+        }
+        query
+    }
+
     fn criteria(&self) -> Value {
         search_criteria(
             "idtype-value",
@@ -530,19 +540,8 @@ pub fn check_registrants(
 pub fn search_beneficiaries(client: &DciClient, id: Identifier) -> Result<Vec<Beneficiary>> {
     let reply = client.search_batch(vec![id.criteria()], None)?;
     let item = reply.items.into_iter().next().expect("one item");
-    let (status, code) = (item.status, item.reason_code.clone());
-    let outcome = outcome_of(id, item);
-    let reason = outcome.reason.unwrap_or_default();
-    match status {
-        ItemStatus::Succ => Ok(outcome.beneficiaries),
-        ItemStatus::Rjct => Err(Error::Registry {
-            code,
-            message: reason,
-        }),
-        ItemStatus::Pending | ItemStatus::Missing | ItemStatus::Undecided => {
-            Err(Error::Undecided(reason))
-        }
-    }
+    item.decided()?;
+    Ok(outcome_of(id, item).beneficiaries)
 }
 
 /// Whether an identifier is enrolled (PROTOCOL §6), decided by a verified (or explicitly
@@ -556,6 +555,24 @@ pub struct EnrollmentStatus {
     /// Detail: the identifier's records (best effort after an enrolled "yes").
     pub records: Vec<Beneficiary>,
     pub verified: bool,
+}
+
+impl EnrollmentStatus {
+    /// The programmes of the records' enrolments (their labels), sorted, each once.
+    pub fn programs(&self) -> Vec<String> {
+        let mut programs: Vec<String> = self
+            .records
+            .iter()
+            .flat_map(|b| {
+                b.enrolments
+                    .iter()
+                    .filter_map(|e| e.label().map(str::to_owned))
+            })
+            .collect();
+        programs.sort();
+        programs.dedup();
+        programs
+    }
 }
 
 /// The enrolled call when offered (with a search for detail when the answer is yes), search
@@ -578,8 +595,7 @@ pub fn enrollment_status(
     if !use_enrolled {
         return by_search(id);
     }
-    let query = json!({"identifier_type": id.id_type, "identifier_value": id.value, "person_identifier": {"eq": id.value}});
-    let reply = match client.enrolled("expression", query, None) {
+    let reply = match client.enrolled("expression", id.enrolled_query(None), None) {
         Ok(reply) => reply,
         Err(Error::HttpStatus {
             status: 404 | 405 | 501,
@@ -781,6 +797,45 @@ mod tests {
             records,
             raw: Value::Null,
         }
+    }
+
+    #[test]
+    fn only_an_answered_item_is_decided() {
+        assert!(item(ItemStatus::Succ, vec![]).decided().is_ok());
+        match item(ItemStatus::Rjct, vec![]).decided() {
+            Err(Error::Registry { code, .. }) => assert_eq!(code.as_deref(), Some("rjct.x")),
+            other => panic!("rjct gave {other:?}"),
+        }
+        for status in [
+            ItemStatus::Pending,
+            ItemStatus::Missing,
+            ItemStatus::Undecided,
+        ] {
+            assert!(
+                matches!(item(status, vec![]).decided(), Err(Error::Undecided(_))),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn enrolled_query_and_programs() {
+        let id = Identifier::new("UIN", "42");
+        assert_eq!(
+            id.enrolled_query(Some("P1")),
+            json!({"identifier_type": "UIN", "identifier_value": "42", "person_identifier": {"eq": "42"},
+                   "programme_identifier.program.programme_identifier": {"eq": "P1"}})
+        );
+        let status = EnrollmentStatus {
+            enrolled: true,
+            via_enrolled: true,
+            records: [("B", "Active"), ("A", "Active"), ("B", "Graduated")]
+                .into_iter()
+                .map(|(name, state)| Beneficiary::from_record(record(json!(state), name)))
+                .collect(),
+            verified: true,
+        };
+        assert_eq!(status.programs(), ["A", "B"]);
     }
 
     fn record(status: Value, name: &str) -> Value {

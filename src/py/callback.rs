@@ -1,102 +1,18 @@
 //! Binding of the callback receiver core (`dci::callback`): one call per received callback, with
 //! the GIL released; the Python key lookup is called back (with the GIL) at most once.
 
-use std::sync::Arc;
-
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::PyTuple;
 
 use super::gil::blocking;
-use super::json::{to_python, to_value};
-use super::signing::PyJwks;
+use super::json::to_python;
+use super::keys::KeyLookupArg;
 use crate::dci::callback::{
-    self, Action, KeyMaterial, Limits, Refusal, Route, Verdict, Verified, ANY_ACTION_PATH,
+    self, Action, Limits, Refusal, Route, Verdict, Verified, ANY_ACTION_PATH,
 };
 use crate::dci::canonical::HeaderForm;
 use crate::dci::envelope::now_unix;
-use crate::dci::keysource::{self, check_jwks_url, RegistryKeys};
 use crate::dci::Error;
-
-/// The keys published at a JWKS URL, for a callback key lookup to return: fetched through the
-/// process-wide cache (kept an hour; refetched on an unknown kid at most once a minute per URL,
-/// failed fetches included; one fetch at a time), and only when no other key of the sender has
-/// the signature's kid. https only unless `allow_http`; nothing is fetched when it is created.
-#[pyclass(name = "RemoteJWKS", module = "spp_dci_ibr._native", frozen)]
-pub struct PyRemoteJwks {
-    url: String,
-    keys: Arc<RegistryKeys>,
-}
-
-#[pymethods]
-impl PyRemoteJwks {
-    #[new]
-    #[pyo3(signature = (url, *, allow_http = false, verify_tls = true))]
-    fn new(url: String, allow_http: bool, verify_tls: bool) -> PyResult<Self> {
-        check_jwks_url(&url, allow_http)?;
-        let keys = RegistryKeys::Url {
-            url: url.clone(),
-            allow_http,
-            http: keysource::jwks_http(verify_tls, None)?,
-        };
-        Ok(PyRemoteJwks {
-            url,
-            keys: Arc::new(keys),
-        })
-    }
-
-    #[getter]
-    fn url(&self) -> &str {
-        &self.url
-    }
-
-    fn __repr__(&self) -> String {
-        format!("RemoteJWKS({:?})", self.url)
-    }
-}
-
-/// One item a key lookup returned.
-fn key_material(item: &Bound<'_, PyAny>) -> PyResult<KeyMaterial> {
-    if let Ok(jwks) = item.downcast::<PyJwks>() {
-        return Ok(KeyMaterial::Set(jwks.get().jwks.clone()));
-    }
-    if let Ok(remote) = item.downcast::<PyRemoteJwks>() {
-        return Ok(KeyMaterial::Url(remote.get().keys.clone()));
-    }
-    if item.is_instance_of::<PyDict>() {
-        return Ok(KeyMaterial::Json(to_value(item)?));
-    }
-    if let Ok(text) = item.downcast::<PyString>() {
-        return Ok(KeyMaterial::Pem(text.to_str()?.as_bytes().to_vec()));
-    }
-    if let Ok(bytes) = item.downcast::<PyBytes>() {
-        return Ok(KeyMaterial::Pem(bytes.as_bytes().to_vec()));
-    }
-    Err(PyTypeError::new_err(format!(
-        "a key lookup returns PEM (str or bytes), JWK dicts, JWKS or RemoteJWKS items, not {}",
-        item.get_type().name()?
-    )))
-}
-
-/// What a key lookup returned: None (unknown sender), one key, or a sequence of keys.
-fn key_materials(found: &Bound<'_, PyAny>) -> PyResult<Option<Vec<KeyMaterial>>> {
-    if found.is_none() {
-        return Ok(None);
-    }
-    let single = found.is_instance_of::<PyString>()
-        || found.is_instance_of::<PyBytes>()
-        || found.is_instance_of::<PyDict>()
-        || found.is_instance_of::<PyJwks>()
-        || found.is_instance_of::<PyRemoteJwks>();
-    if single {
-        return Ok(Some(vec![key_material(found)?]));
-    }
-    let mut keys = Vec::new();
-    for item in found.try_iter()? {
-        keys.push(key_material(&item?)?);
-    }
-    Ok(Some(keys))
-}
 
 fn form_name(form: HeaderForm) -> &'static str {
     match form {
@@ -292,10 +208,12 @@ impl PyCallbackVerifier {
             let lookup = |sender_id: &str, kid: Option<&str>| {
                 Python::with_gil(|py| {
                     let found = key_lookup.bind(py).call1((sender_id, kid));
-                    found.and_then(|f| key_materials(&f)).map_err(|e| {
-                        lookup_failure = Some(e);
-                        Error::Config("the key lookup failed".into())
-                    })
+                    found
+                        .and_then(|f| Ok(f.extract::<KeyLookupArg>()?.0))
+                        .map_err(|e| {
+                            lookup_failure = Some(e);
+                            Error::Config("the key lookup failed".into())
+                        })
                 })
             };
             callback::verify(body, content_type, route, &limits, now, lookup)

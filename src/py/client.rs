@@ -10,13 +10,14 @@ use serde_json::{json, Value};
 
 use super::gil::blocking;
 use super::json::{to_python, to_value};
-use super::signing::{PublicKeyArg, PyJwks, PySigningKey};
+use super::keys::{PublicKeyArg, PySigningKey};
 use crate::dci::auth::{Auth, CredentialLocation, OAuth2};
 use crate::dci::client::{
     search_criteria, Ack, Answer, Callback, ClientConfig, DciClient, ItemAnswer, ItemStatus, Reply,
     Retry, Sent, Signing,
 };
 use crate::dci::http::{HttpSettings, Secret};
+use crate::dci::ibr::Identifier;
 use crate::dci::keysource::{self, check_jwks_url, RegistryKeys};
 use crate::dci::Error;
 
@@ -270,37 +271,7 @@ impl PyDciClient {
         let c = self.inner.clone();
         let reply = blocking(py, move || c.search_batch(vec![criteria], transaction_id))?;
         let item = reply.items.first().expect("one item per request item");
-        let why = || item.reason_message.clone().unwrap_or_default();
-        match item.status {
-            ItemStatus::Succ => {}
-            ItemStatus::Rjct => {
-                return Err(Error::Registry {
-                    code: item.reason_code.clone(),
-                    message: item
-                        .reason_message
-                        .clone()
-                        .unwrap_or_else(|| "search item rejected".into()),
-                }
-                .into())
-            }
-            ItemStatus::Pending => {
-                return Err(Error::Undecided(format!(
-                    "the registry's answer is pending{}",
-                    item.reason_message
-                        .as_deref()
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                ))
-                .into())
-            }
-            ItemStatus::Missing | ItemStatus::Undecided => {
-                return Err(Error::Undecided(format!(
-                    "the answer decides nothing for the query: {}",
-                    why()
-                ))
-                .into())
-            }
-        }
+        item.decided()?;
         let d = item_dict(py, item, reply.verified)?;
         d.set_item("transaction_id", &reply.sent.transaction_id)?;
         d.set_item("message_id", &reply.sent.message_id)?;
@@ -491,10 +462,7 @@ impl PyDciClient {
         programme_id: Option<&str>,
         response_entity: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let mut query = json!({"identifier_type": id_type, "identifier_value": id_value, "person_identifier": {"eq": id_value}});
-        if let Some(p) = programme_id {
-            query["programme_identifier.program.programme_identifier"] = json!({"eq": p});
-        }
+        let query = Identifier::new(id_type, id_value).enrolled_query(programme_id);
         let c = self.inner.clone();
         let entity = response_entity.map(str::to_owned);
         let reply = blocking(py, move || {
@@ -606,20 +574,4 @@ fn reply_dict<'py>(py: Python<'py>, reply: &Reply) -> PyResult<Bound<'py, PyDict
             Ok(d)
         }
     }
-}
-
-/// The body of `JWKS.fetch`.
-pub fn fetch_jwks(
-    py: Python<'_>,
-    url: String,
-    allow_http: bool,
-    verify_tls: bool,
-) -> PyResult<PyJwks> {
-    let jwks = blocking(py, move || {
-        let http = keysource::jwks_http(verify_tls, None)?;
-        keysource::fetch_jwks(&http, &url, allow_http)
-    })?;
-    Ok(PyJwks {
-        jwks: Arc::new(jwks),
-    })
 }

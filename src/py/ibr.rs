@@ -406,19 +406,8 @@ impl PyIbrService {
             self.enrolled_supported.store(false, Ordering::Relaxed);
         }
         let d = PyDict::new(py);
-        let mut programs: Vec<String> = status
-            .records
-            .iter()
-            .flat_map(|b| {
-                b.enrolments
-                    .iter()
-                    .filter_map(|e| e.label().map(str::to_owned))
-            })
-            .collect();
-        programs.sort();
-        programs.dedup();
         d.set_item("enrolled", status.enrolled)?;
-        d.set_item("programs", programs)?;
+        d.set_item("programs", status.programs())?;
         let info = PyList::empty(py);
         for b in status.records {
             info.append(PyBeneficiary { inner: b }.to_dict(py)?)?;

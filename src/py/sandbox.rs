@@ -5,12 +5,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyDict, PyInt, PyMapping, PyString, PyTuple};
 use serde_json::{Map, Value};
 
 use super::gil::blocking;
 use super::json::{to_python, to_value};
-use super::signing::{PublicKeyArg, PySigningKey};
+use super::keys::{PublicKeyArg, PySigningKey};
 use crate::dci::jwk::{Jwk, PublicKeys};
 use crate::sandbox::{DatasetSource, ErrorStyle, Faults, Sample, Sandbox, SandboxConfig};
 
@@ -20,9 +20,11 @@ fn faults_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
     }
-    let dict = obj
-        .downcast::<PyDict>()
+    let mapping = obj
+        .downcast::<PyMapping>()
         .map_err(|_| PyTypeError::new_err("faults must be a dict"))?;
+    let dict = PyDict::new(obj.py());
+    dict.update(mapping)?;
     let key_text = |k: &Bound<'_, PyAny>| -> PyResult<String> {
         if k.is_instance_of::<PyString>() || k.is_instance_of::<PyInt>() {
             Ok(k.str()?.to_string())
@@ -55,7 +57,7 @@ fn public_keys(key: &Bound<'_, PyAny>) -> PyResult<Vec<Jwk>> {
 }
 
 /// The embedded IBR sandbox (see `spp_dci_ibr.sandbox.IBRSandbox` for the documented API).
-#[pyclass(name = "Sandbox", module = "spp_dci_ibr._native", frozen)]
+#[pyclass(name = "Sandbox", module = "spp_dci_ibr._native", frozen, subclass)]
 pub struct PySandbox {
     config: SandboxConfig,
     running: Mutex<Option<Sandbox>>,
@@ -64,6 +66,23 @@ pub struct PySandbox {
 impl PySandbox {
     fn state(&self) -> MutexGuard<'_, Option<Sandbox>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start_once(&self, py: Python<'_>) -> PyResult<()> {
+        if self.state().is_some() {
+            return Ok(());
+        }
+        // The lock is not held while the GIL is released (another thread may want both).
+        let config = self.config.clone();
+        let started = blocking(py, || Sandbox::start(config))?;
+        let mut state = self.state();
+        if state.is_none() {
+            *state = Some(started);
+        } else {
+            drop(state);
+            blocking(py, move || drop(started));
+        }
+        Ok(())
     }
 
     fn with<T>(&self, f: impl FnOnce(&Sandbox) -> T) -> PyResult<T> {
@@ -90,7 +109,7 @@ impl PySandbox {
     fn new(
         synthetic: usize,
         seed: u64,
-        records: Option<&Bound<'_, PyList>>,
+        records: Option<&Bound<'_, PyAny>>,
         records_file: Option<PathBuf>,
         require_signatures: bool,
         require_auth: bool,
@@ -120,9 +139,9 @@ impl PySandbox {
                 ))
             }
             (Some(list), None) => DatasetSource::Records(
-                list.iter()
-                    .map(|r| to_value(&r))
-                    .collect::<crate::dci::Result<_>>()?,
+                list.try_iter()?
+                    .map(|r| Ok(to_value(&r?)?))
+                    .collect::<PyResult<_>>()?,
             ),
             (None, Some(path)) => DatasetSource::File(path),
             (None, None) => DatasetSource::Synthetic {
@@ -171,22 +190,19 @@ impl PySandbox {
         })
     }
 
-    /// Starts the server (no-op when running). Releases the GIL.
-    fn start(&self, py: Python<'_>) -> PyResult<()> {
-        if self.state().is_some() {
-            return Ok(());
-        }
-        // The lock is not held while the GIL is released (another thread may want both).
-        let config = self.config.clone();
-        let started = blocking(py, || Sandbox::start(config))?;
-        let mut state = self.state();
-        if state.is_none() {
-            *state = Some(started);
-        } else {
-            drop(state);
-            blocking(py, move || drop(started));
-        }
-        Ok(())
+    /// Starts the server (no-op when running) and returns the sandbox. Releases the GIL.
+    fn start<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get().start_once(slf.py())?;
+        Ok(slf.clone())
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        Self::start(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) {
+        self.stop(py);
     }
 
     /// Stops the server and joins its threads (no-op when stopped). Releases the GIL.
@@ -286,17 +302,18 @@ impl PySandbox {
         to_python(py, &faults.to_value())
     }
 
-    fn __repr__(&self) -> String {
-        match self.state().as_ref() {
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let name = slf.get_type().name()?;
+        Ok(match slf.get().state().as_ref() {
             Some(sb) => format!(
-                "Sandbox(url={:?}, sender_id={:?}, running=True)",
+                "{name}(url={:?}, sender_id={:?}, running=True)",
                 sb.url(),
                 sb.sender_id()
             ),
             None => format!(
-                "Sandbox(sender_id={:?}, running=False)",
-                self.config.sender_id
+                "{name}(sender_id={:?}, running=False)",
+                slf.get().config.sender_id
             ),
-        }
+        })
     }
 }
