@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 from spp_dci_ibr import SigningKey, jwk_to_pem, sign_envelope
-from spp_dci_ibr.cli import CLIError, _build_parser, _csv_cell, main
+from spp_dci_ibr.cli import CLIError, _build_parser, main
+from spp_dci_ibr.cli.batch_io import _csv_cell
 from spp_dci_ibr.sandbox import IBRSandbox
 
 COMMANDS = (
