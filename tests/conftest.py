@@ -15,6 +15,14 @@ collect_ignore = ["odoo_standin"]
 VECTORS = Path(os.environ.get("SPP_DCI_VECTORS", ROOT / "spec" / "signature_vectors.json"))
 
 
+@pytest.fixture(autouse=True)
+def no_spp_dci_settings_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SPP_DCI_* setting of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("SPP_DCI_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, Any]:
     with open(VECTORS, encoding="utf-8") as f:

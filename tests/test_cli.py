@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import run_main
 from spp_dci_ibr import SigningKey, jwk_to_pem, sign_envelope
-from spp_dci_ibr.cli import CLIError, _build_parser, main
+from spp_dci_ibr.cli import CLIError, _build_parser
 from spp_dci_ibr.cli.batch_io import _csv_cell
 from spp_dci_ibr.sandbox import IBRSandbox
 
@@ -44,20 +45,6 @@ COMMANDS = (
 )
 SENDER = "cli.test"
 KEY_ID = "k1"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No SPP_DCI_* setting of the developer's shell leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("SPP_DCI_"):
-            monkeypatch.delenv(name)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -6,32 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import run_main
 from doctor_support import STEP_IDS, published_jwks
 from spp_dci_ibr import SigningKey
-from spp_dci_ibr.cli import main
 from spp_dci_ibr.sandbox import IBRSandbox
 
 SENDER = "cli.doctor.test"
 KEY_ID = "k1"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SPP_DCI_"):
-            monkeypatch.delenv(name)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class Registry:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import queue
 import subprocess
 import sys
 import threading
@@ -12,13 +11,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import spp_dci_ibr as dci
+from callback_receiver import Receiver
 from spp_dci_ibr.exceptions import ConfigError, KeyFormatError, SignatureError, TransportError
 from spp_dci_ibr.sandbox import IBRSandbox
 
@@ -135,44 +134,9 @@ def caller(sandbox: IBRSandbox) -> Iterator[Caller]:
     c.http.close()
 
 
-class Receiver:
-    """A loopback HTTP server collecting callbacks (stdlib only)."""
-
-    def __init__(self) -> None:
-        self.received: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.put((self.path, json.loads(body)))
-                ack = json.dumps(
-                    {"message": {"ack_status": "ACK", "timestamp": "", "correlation_id": ""}}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(ack)))
-                self.end_headers()
-                self.wfile.write(ack)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/registry/on-search"
-
-    def next(self) -> tuple[str, dict[str, Any]]:
-        return self.received.get(timeout=15)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+    r = Receiver("/registry/on-search")
     yield r
     r.close()
 

@@ -15,15 +15,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import callback_receiver
 import httpx
 import pytest
 import spec_schema as spec
@@ -308,43 +306,17 @@ def test_null_sender_uri_is_the_only_departure_of_its_opt_in(
 # ------------------------------------------------------------------------------------------
 
 
-class Receiver:
-    """A loopback callback receiver (stdlib); answers with the spec's ACK."""
+class Receiver(callback_receiver.Receiver):
+    """The shared loopback receiver; every callback it gives must conform to the spec."""
 
     def __init__(self) -> None:
-        self.received: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.put((self.path, json.loads(body)))
-                ack = json.dumps(
-                    {"message": {"ack_status": "ACK", "timestamp": now_ts(), "correlation_id": "c"}}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(ack)))
-                self.end_headers()
-                self.wfile.write(ack)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/dci/callback"
+        super().__init__("/dci/callback")
+        self.base = self.url
 
     def next(self) -> tuple[str, dict[str, Any]]:
-        """The next callback, which must conform to the spec."""
-        path, body = self.received.get(timeout=15)
+        path, body = super().next()
         spec.assert_callback(body)
         return path, body
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
