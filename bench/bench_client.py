@@ -97,7 +97,6 @@ class PythonClient:
             "message_ts": ts,
             "action": "search",
             "sender_id": SENDER,
-            "sender_uri": None,
             "receiver_id": self.receiver,
             "total_count": 1,
             "is_msg_encrypted": False,

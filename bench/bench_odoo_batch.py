@@ -30,12 +30,15 @@ What it does, on a fresh database ``bench_odoo_batch`` (dropped first) with
   is done, the largest reported;
 * **OpenSPP-style** (the baseline, written here): the path of OpenSPP's IBR service, one check
   after the other in one Odoo process, each check a record created, one synchronous signed
-  search request per identifier, the result written and committed. It is generous to the
-  baseline: it reuses one native client (one token, one connection pool), where OpenSPP's
-  service builds its HTTP client per check. It runs on ``--baseline`` registrants (default: all
-  of the largest size) against the same sandbox.
+  search request per identifier, the result written and committed. Twice, on ``--baseline``
+  registrants each (default: all of the largest size), against the same sandbox: with a Python
+  client written as OpenSPP's is (``bench_client.PythonClient``: the envelope signed with
+  ``cryptography``, POSTed with ``httpx``, the answer's signature verified), and, stricter,
+  with our native client in the loop. Both are generous to the baseline: one token and one
+  keep-alive connection for all checks, where OpenSPP's service builds its HTTP client per
+  check.
 
-Prints checks/s of both, the ratio (target: ours at least 20 times the baseline) and the peak
+Prints checks/s of all three, the ratio to each baseline (target: ours at least 20 times) and the peak
 RSS of the Odoo workers per size (target: flat in N).
 """
 
@@ -62,9 +65,10 @@ CHECK = "spp.dci.duplication.check"
 
 sys.path.insert(0, str(ODOO_SRC))
 
+import httpx  # noqa: E402
 from odoo.modules.registry import Registry  # noqa: E402
 from odoo.tools import config  # noqa: E402
-from spp_dci_ibr import DCIClient, SigningKey  # noqa: E402
+from spp_dci_ibr import DCIClient, SigningKey, jwk_to_pem  # noqa: E402
 from spp_dci_ibr.sandbox import IBRSandbox  # noqa: E402
 
 import odoo  # noqa: E402  (the kit's Odoo, put on the path above)
@@ -323,17 +327,52 @@ def run_ours(
         server.stop()
 
 
-def run_openspp_style(registry, source_id: int, partner_ids: list[int]):
-    """OpenSPP's path: per check a record, one synchronous request per identifier, a commit."""
-    with registry.cursor() as cr:
-        env = environment(cr)
-        source = env[env[CHECK]._fields["data_source_id"].comodel_name].browse(source_id)
-        client = DCIClient(
-            **dict(
-                source._spp_client_config(),
-                signing_key=SigningKey.from_pem(source.signing_key_id.private_key),
-            )
+def native_search(source):
+    """The baseline's request through our native client (one token, one connection pool)."""
+    client = DCIClient(
+        **dict(
+            source._spp_client_config(),
+            signing_key=SigningKey.from_pem(source.signing_key_id.private_key),
         )
+    )
+
+    def search(id_type: str, id_value: str) -> list:
+        return client.search_by_id(id_type, id_value, transaction_id=str(uuid.uuid4()))["records"]
+
+    return search
+
+
+def python_search(sandbox):
+    """The baseline's request through a Python client as OpenSPP's is written (bench_client's
+    ``PythonClient``: the envelope built and signed with ``cryptography``, POSTed with
+    ``httpx``, the answer's signature verified), generous still: one keep-alive connection and
+    one OAuth2 token for every check."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_client import KEY_ID, SENDER, PythonClient, Target
+
+    key = SigningKey.generate()
+    sandbox.register_client_key(SENDER, key.public_jwk(SENDER, KEY_ID))
+    (jwk,) = sandbox.public_jwks()["keys"]
+    client = PythonClient(Target("sandbox", sandbox.url, jwk_to_pem(jwk)), key)
+    client.receiver = sandbox.sender_id
+    token = httpx.post(
+        sandbox.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+        },
+    ).json()["access_token"]
+    client.http.headers["Authorization"] = f"Bearer {token}"
+
+    def search(id_type: str, id_value: str) -> list:
+        return client.search_by_id(id_type, id_value)["records"]
+
+    return search
+
+
+def run_openspp_style(registry, source_id: int, partner_ids: list[int], search):
+    """OpenSPP's path: per check a record, one synchronous request per identifier, a commit."""
     results = {}
     start = time.perf_counter()
     for partner_id in partner_ids:
@@ -352,8 +391,7 @@ def run_openspp_style(registry, source_id: int, partner_ids: list[int]):
             )
             matched = False
             for id_type, id_value in pairs:
-                answer = client.search_by_id(id_type, id_value, transaction_id=str(uuid.uuid4()))
-                matched = matched or bool(answer["records"])
+                matched = bool(search(id_type, id_value)) or matched
             result = "confirmed_match" if matched else "no_match"
             check.write({"state": "completed", "result": result, "is_duplicate": matched})
             results[result] = results.get(result, 0) + 1
@@ -396,20 +434,30 @@ def main() -> int:
                 flush=True,
             )
         baseline_n = args.baseline or max(sizes)
-        partner_ids = registrants(registry, sandbox, baseline_n, "openspp")
-        elapsed, results = run_openspp_style(registry, source_id, partner_ids)
-        baseline_rate = baseline_n / elapsed
-        print(
-            f"OpenSPP   N={baseline_n:>6}: {elapsed:8.2f} s  {baseline_rate:9.1f} checks/s  "
-            f"(one process, one sync request per identifier)  {results}",
-            flush=True,
-        )
+        with registry.cursor() as cr:
+            env = environment(cr)
+            sources = env[env[CHECK]._fields["data_source_id"].comodel_name]
+            native = native_search(sources.browse(source_id))
+        baselines = {}
+        for name, search in (
+            ("Python client, as OpenSPP's", python_search(sandbox)),
+            ("our native client", native),
+        ):
+            partner_ids = registrants(registry, sandbox, baseline_n, f"openspp{len(baselines)}")
+            elapsed, results = run_openspp_style(registry, source_id, partner_ids, search)
+            baselines[name] = baseline_n / elapsed
+            print(
+                f"OpenSPP   N={baseline_n:>6}: {elapsed:8.2f} s  {baselines[name]:9.1f} checks/s  "
+                f"(one process, one sync request per identifier; {name})  {results}",
+                flush=True,
+            )
     largest = max(sizes)
     rate = largest / ours[largest][0]
-    print(
-        f"\nratio at N={largest}: {rate / baseline_rate:.1f}x the OpenSPP-style path "
-        f"(target >= 20x), {args.workers} Odoo workers / queue_job channels"
-    )
+    for name, baseline_rate in baselines.items():
+        print(
+            f"\nratio at N={largest}: {rate / baseline_rate:.1f}x the OpenSPP-style path with "
+            f"{name} (target >= 20x), {args.workers} Odoo workers / queue_job channels"
+        )
     print(
         "peak worker RSS: "
         + ", ".join(f"N={size}: {rss:.0f} MiB" for size, (_elapsed, rss) in sorted(ours.items()))
