@@ -6,9 +6,9 @@ signature with ``cryptography``, POST over one keep-alive ``httpx.Client``, pars
 its signature, match the item. (c) 8 threads sharing one ``DCIClient`` vs the same sequential
 baseline. Targets (issue 3): (a)/(b) at least 3x, (c)/(b) at least 8x. Exit status 1 on a miss.
 
-The server is ``spp_dci_ibr.sandbox.IBRSandbox`` when it is importable and fits, else the fast
-mode of ``tests/dci_server.py`` in its own process (asyncio, one canned signed answer), so that the
-server's own cost stays small next to what is measured. The output says which.
+The server is the fast mode of ``tests/dci_server.py`` in its own process (asyncio, one canned
+signed answer), so that the server's own cost stays small next to what is measured (the embedded
+sandbox would share this process's cores with the clients).
 
 Run: ``.venv/bin/python bench/bench_client.py [--seconds 2]``
 """
@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,20 +160,6 @@ class PythonClient:
 
 
 @contextmanager
-def sandbox_target(sandbox_class: Any) -> Iterator[Target]:
-    """The embedded Rust sandbox (issue 4). Its checks of our signatures and tokens are off:
-    the bench measures the clients, and the server's work shares the same two cores."""
-    with sandbox_class(require_signatures=False, require_auth=False) as sb:
-        (jwk,) = sb.public_jwks()["keys"]
-        yield Target(
-            "spp_dci_ibr.sandbox.IBRSandbox (in process; request signature and token checks off)",
-            sb.url,
-            dci.jwk_to_pem(jwk),
-            identifier=tuple(sb.sample_identifiers("active", 1)[0]),
-        )
-
-
-@contextmanager
 def fast_server_target() -> Iterator[Target]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "dci_server.py"), "--fast"],
@@ -211,23 +197,7 @@ def make_clients(t: Target, key: dci.SigningKey) -> tuple[dci.DCIClient, PythonC
 
 @contextmanager
 def target(key: dci.SigningKey) -> Iterator[tuple[Target, dci.DCIClient, PythonClient]]:
-    """The sandbox when it is importable and answers both clients, else the fast test server."""
-    try:
-        from spp_dci_ibr.sandbox import IBRSandbox  # type: ignore[import-not-found]
-    except ImportError:
-        IBRSandbox = None
-    if IBRSandbox is not None:
-        stack = ExitStack()
-        try:
-            t = stack.enter_context(sandbox_target(IBRSandbox))
-            clients = make_clients(t, key)
-        except Exception as exc:  # its API belongs to another issue: fall back, say so
-            stack.close()
-            print(f"IBRSandbox is importable but did not answer this bench ({exc!r}); fallback")
-        else:
-            with stack:
-                yield (t, *clients)
-            return
+    """The fast test server in its own process, and both clients checked against it."""
     with fast_server_target() as t:
         yield (t, *make_clients(t, key))
 

@@ -1,4 +1,5 @@
-//! Binding of the signing core: canonical JSON, signatures, keys, JWKS, replay guard.
+//! Binding of the signing core: canonical JSON, signing, checking and explaining signatures, PEM/JWK
+//! conversion, the replay guard. Key material is read in `keys.rs`.
 
 use std::sync::Mutex;
 

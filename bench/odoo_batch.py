@@ -6,7 +6,7 @@ wheel`` then ``.ci/odoo-test`` or ``$ODOO_KIT_HOME/venv/bin/pip install --no-dep
 target/wheels/*.whl``), with the kit's variables::
 
     ODOO_KIT_HOME=/var/tmp/kit-ui PG_PORT=5435 HTTP_PORT=8370 \\
-        /var/tmp/kit-ui/venv/bin/python bench/bench_odoo_batch.py --sizes 1000,10000 --workers 2
+        /var/tmp/kit-ui/venv/bin/python bench/odoo_batch.py --sizes 1000,10000 --workers 2
 
 What it does, on a fresh database ``bench_odoo_batch`` (dropped first) with
 ``spp_dci_client_ibr_queue`` (and so ``queue_job``) installed:
