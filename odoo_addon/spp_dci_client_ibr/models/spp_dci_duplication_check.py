@@ -751,9 +751,10 @@ class SppDciDuplicationCheck(models.Model):
     def _spp_check_partners(self, source, partners):
         """Check one chunk of new registrants (a queue job's work): ask the registry first,
         then create every check with its result, and the lines of all, in one batch each
-        (sudo, as in ``_spp_create_for_partners``): no check is written twice."""
+        (sudo, as in ``_spp_create_for_partners``): no check is written twice. A registrant
+        deleted since the batch was queued is left out."""
         self.check_access("create")
-        registrants = self._spp_registrants(partners)
+        registrants = self._spp_registrants(partners.exists())
         pairs_by_partner = dict(registrants)
         now = fields.Datetime.now()
         vals_list, lines = [], []
